@@ -1,0 +1,68 @@
+import os
+
+from setuptools import find_namespace_packages, setup
+
+here = os.path.abspath(os.path.dirname(__file__))
+with open(os.path.join(here, "README.rst"), encoding="utf-8") as readme:
+    long_description = readme.read()
+
+testing_requires = [
+    "pytest>=7,<10",
+    "pytest-timeout>=2.1,<3",
+    "WebTest>=3,<4",
+    "requests>=2.28,<3",
+    "websocket-client>=1.5,<2",
+    "FormEncode>=2.0,<3",
+    "kajiki>=0.9,<2",
+    "anypubsub>=0.6,<0.7",
+    "redis>=5,<9",
+]
+
+setup(
+    name="tgext.socketio",
+    version="0.1.0.dev0",
+    description="Socket.IO for TurboGears2, on python-socketio and gevent",
+    long_description=long_description,
+    long_description_content_type="text/x-rst",
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Environment :: Web Environment",
+        "Framework :: TurboGears",
+        "Framework :: TurboGears :: Applications",
+        "Intended Audience :: Developers",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Internet :: WWW/HTTP :: WSGI",
+    ],
+    keywords="turbogears2.extension socketio gevent websocket",
+    author="The tgext.socketio developers",
+    license="MIT",
+    # tgext is a PEP 420 namespace shared with the other tgext.* distributions
+    # (tgext.pluggable 0.9 ships it the same way): no tgext/__init__.py.
+    packages=find_namespace_packages(include=["tgext.*"]),
+    include_package_data=True,
+    zip_safe=False,
+    python_requires=">=3.10",
+    install_requires=[
+        "TurboGears2>=2.5.1,<2.6",
+        "python-socketio>=5.11,<6",
+        "python-engineio>=4.9,<5",
+        "gevent>=23.9",
+        "gevent-websocket>=0.10.1,<0.11",
+        "gearbox>=0.2,<0.6",
+        "PasteDeploy>=3,<4",
+    ],
+    extras_require={
+        "pubsub": ["anypubsub>=0.6,<0.7"],
+        "redis": ["redis>=5,<9", "anypubsub>=0.6,<0.7"],
+        "testing": testing_requires,
+    },
+    entry_points={
+        "paste.server_runner": [
+            "socketio = tgext.socketio.server:socketio_server_runner",
+        ],
+    },
+)

@@ -1,0 +1,114 @@
+"""The ``socketio.*`` options of the application config: table and parser.
+
+Every engine option lives in ``[app:main]`` under the ``socketio.`` prefix,
+followed by python-socketio's own keyword name, so python-socketio's
+documentation explains what each one does. ``OPTIONS`` is the single source of
+truth: the parser, the README table and its test all read it.
+"""
+from tg.support.converters import asbool, aslist
+
+from .exceptions import ConfigurationError
+
+PREFIX = "socketio."
+
+
+def _seconds(value):
+    number = float(value)
+    if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def _positive_int(value):
+    if isinstance(value, float) or int(value) <= 0:
+        raise ValueError(value)
+    return int(value)
+
+
+def _origins(value):
+    """``*`` allows any origin; a list allows those; unset means same origin."""
+    if value is None:
+        return None
+    origins = aslist(value, ",")
+    origins = [item for origin in origins for item in aslist(origin)]
+    if origins == ["*"]:
+        return "*"
+    for origin in origins:
+        if "://" not in origin:
+            raise ValueError(value)
+    return origins
+
+
+def _transports(value):
+    transports = [item for item in aslist(value, ",") for item in aslist(item)]
+    if not transports or set(transports) - {"polling", "websocket"}:
+        raise ValueError(value)
+    return transports
+
+
+def _optional_url(value):
+    if value in (None, ""):
+        return None
+    value = str(value)
+    if "://" not in value:
+        raise ValueError(value)
+    return value
+
+
+def _text(value):
+    value = str(value).strip()
+    if not value:
+        raise ValueError(value)
+    return value
+
+
+#: key, default, converter, what a value must be (for errors), help for README
+OPTIONS = (
+    ("cors_allowed_origins", None, _origins, "a list of origins such as https://example.com, or *",
+     "origins allowed to connect from a browser; unset allows only the "
+     "page's own origin, ``*`` allows every origin"),
+    ("ping_interval", 25, _seconds, "a positive number of seconds",
+     "seconds between the server's pings"),
+    ("ping_timeout", 20, _seconds, "a positive number of seconds",
+     "seconds to wait for a client's pong before dropping it"),
+    ("max_http_buffer_size", 1000000, _positive_int, "a positive whole number of bytes",
+     "largest message, in bytes, accepted from a client"),
+    ("max_decode_packets", 1000, _positive_int, "a positive whole number",
+     "largest number of packets accepted in one long-polling request "
+     "(socket.io-client batches a burst of emits into one)"),
+    ("transports", ["polling", "websocket"], _transports, "polling, websocket or both",
+     "transports clients may use"),
+    ("allow_upgrades", True, asbool, "true or false",
+     "let long-polling clients upgrade to WebSocket"),
+    ("http_compression", True, asbool, "true or false",
+     "compress long-polling responses"),
+    ("message_queue", None, _optional_url, "a URL such as redis://localhost:6379/0",
+     "message queue shared by every process, for emits and broadcasts across "
+     "processes; unset keeps them in this process"),
+    ("channel", "socketio", _text, "a channel name",
+     "channel name on the message queue"),
+)
+
+
+def parse_options(app_config):
+    """Read and check every ``socketio.*`` option of ``app_config``.
+
+    :param app_config: ``tg.config`` or any mapping of ini keys.
+    :returns: a dict of option name (without prefix) to converted value.
+    :raises ConfigurationError: naming the key, for the first bad value.
+    """
+    options = {}
+    for name, default, convert, expected, _help in OPTIONS:
+        key = PREFIX + name
+        raw = app_config.get(key, default)
+        if raw is default:
+            options[name] = default
+            continue
+        try:
+            options[name] = convert(raw)
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                "%s = %r is not %s; set it to %s in [app:main] of your .ini "
+                "file." % (key, raw, expected, expected)
+            ) from None
+    return options

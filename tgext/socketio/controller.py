@@ -1,0 +1,128 @@
+"""SocketIOController: the mount point of Socket.IO namespaces in a TG app.
+
+Engine.IO requests reach the controller through TurboGears' own dispatch, so
+the whole middleware stack (repoze.who identity, sessions, i18n) has run on
+them; the controller then hands the raw request to python-socketio.
+"""
+import inspect
+import logging
+
+from tg import TGController, expose, request
+from tg.exceptions import HTTPNotFound
+from webob import Response
+
+from ._tg import current_request_locals
+from .config import parse_options
+from .engine import REQUEST_LOCALS_KEY, SocketIOEngine
+from .namespace import BaseNamespace
+
+log = logging.getLogger(__name__)
+
+
+class SocketIOController(TGController):
+    """Serve every ``BaseNamespace`` subclass among its attributes.
+
+    ``pingpong = PingPong`` serves the namespace ``/pingpong``;
+    ``default_namespace = Lobby`` serves ``/``, the namespace a client joins
+    with ``io()``. Other exposed methods are ordinary pages. Mount the
+    controller where ``socketio_resource`` of ``[server:main]`` points
+    (``socketio = MySocketIO()`` for ``socketio_resource = socketio``;
+    ``socket_io = MySocketIO()`` for ``socket.io``, as TG dispatches ``.`` to
+    ``_``).
+
+    Example::
+
+        class SocketIO(SocketIOController):
+            pingpong = PingPong
+
+            @expose("myapp.templates.page")
+            def page(self):
+                return {}
+
+        class RootController(BaseController):
+            socketio = SocketIO()
+    """
+
+    #: the namespace class served on "/" (what io() with no namespace joins)
+    default_namespace = None
+
+    @classmethod
+    def namespace_classes(cls):
+        """Return ``{"/name": namespace class}`` for every namespace served."""
+        classes = {}
+        for name, value in inspect.getmembers(cls, inspect.isclass):
+            if (
+                issubclass(value, BaseNamespace)
+                and not name.startswith("_")
+                and name != "default_namespace"
+            ):
+                classes["/" + name] = value
+        if cls.default_namespace is not None:
+            classes["/"] = cls.default_namespace
+        return classes
+
+    @property
+    def engine(self):
+        """The python-socketio server of this controller, built on first use."""
+        engine = self.__dict__.get("_tgsio_engine")
+        if engine is None:
+            from tg import config
+
+            engine = SocketIOEngine(self.namespace_classes(), parse_options(config))
+            self.__dict__["_tgsio_engine"] = engine
+        return engine
+
+    @expose()
+    def index(self, *args, **kwargs):
+        return self._hand_off_to_engine()
+
+    @expose()
+    def _default(self, *args, **kwargs):
+        if "EIO" not in request.GET and "sid" not in request.GET:
+            raise HTTPNotFound()
+        return self._hand_off_to_engine()
+
+    def _hand_off_to_engine(self):
+        request_locals = current_request_locals()
+        request.environ[REQUEST_LOCALS_KEY] = request_locals
+        return _EngineResponse(self.engine)
+
+
+class _EngineResponse(Response):
+    """A response that TGApp calls as a WSGI app after its wrappers returned.
+
+    TGApp calls a returned WebOb response with the raw environ and the
+    server's ``start_response`` once identity, transaction and error-page
+    wrappers are done, so a WebSocket living for hours is never inside a
+    transaction and Engine.IO's 400s are never rewritten into error pages.
+    """
+
+    def __init__(self, engine):
+        super().__init__()
+        self._tgsio_engine = engine
+
+    def __call__(self, environ, start_response):
+        # Set-Cookie headers TG copied from tg.response (auth_tkt reissue).
+        cookies = [("Set-Cookie", value) for value in self.headers.getall("Set-Cookie")]
+        started = []
+
+        def engine_start_response(status, headers, exc_info=None):
+            started.append(status)
+            return start_response(status, list(headers) + cookies, exc_info)
+
+        try:
+            body = self._tgsio_engine.handle_request(environ, engine_start_response)
+        except Exception as error:  # the engine's boundary: keep TG/backlash out
+            log.warning(
+                "Engine.IO request %s %s failed: %s: %s",
+                environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
+                type(error).__name__, error,
+            )
+            body = []
+            if not started:
+                engine_start_response("400 BAD REQUEST", [("Content-Length", "0")])
+        if not started:
+            # After a WebSocket, python-engineio's gevent driver returns
+            # without calling start_response (gevent-websocket answered 101).
+            engine_start_response("200 OK", [("Content-Length", "0")])
+        return body

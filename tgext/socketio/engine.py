@@ -1,0 +1,301 @@
+"""The python-socketio server of a SocketIOController, bridged to namespaces.
+
+python-socketio owns the wire (Engine.IO transports, Socket.IO packets, acks,
+binary attachments). This module subclasses its ``Server`` at the three points
+where gevent-socketio's model differs from python-socketio's handler model:
+a namespace connect creates a ``BaseNamespace`` instance, a disconnect tears
+it down, and events are handed to that instance in arrival order.
+
+The event path is the hot path: one dict lookup, one list append, and at most
+one greenlet per burst of events (python-socketio itself starts one greenlet
+per event), with the TG context pushed once per burst.
+"""
+import logging
+
+import engineio
+import gevent
+import socketio
+from socketio import packet as sio_packet
+
+from . import wire
+from ._tg import pop_request_locals, push_request_locals
+from .context import call_in_context
+from .namespace import DENIED, is_refusal
+
+log = logging.getLogger(__name__)
+
+#: environ key under which the controller keeps the handshake's TG context
+REQUEST_LOCALS_KEY = "tgext.socketio.request_locals"
+
+
+class _PacketTraceLogger(logging.LoggerAdapter):
+    """python-socketio and engineio log every packet at INFO; make it DEBUG.
+
+    A TurboGears development.ini sets the root logger to INFO, which would
+    otherwise print a line per packet. Warnings and errors pass unchanged.
+    """
+
+    def info(self, msg, *args, **kwargs):
+        self.debug(msg, *args, **kwargs)
+
+
+class Connection:
+    """One client connection (an Engine.IO session): gevent-socketio's socket.
+
+    ``id`` is the Engine.IO session id, ``environ`` the handshake's WSGI environ,
+    ``request`` its TG request, ``session`` a dict shared by the connection's
+    namespaces, ``active_ns`` the namespace instances by namespace name.
+    """
+
+    def __init__(self, eio_sid, environ):
+        self.id = eio_sid
+        self.environ = environ
+        self.request_locals = environ.get(REQUEST_LOCALS_KEY)
+        self.request = getattr(self.request_locals, "request", None)
+        self.session = {}
+        self.active_ns = {}
+
+    @property
+    def sessid(self):
+        """The connection id, under gevent-socketio's name."""
+        return self.id
+
+    def __repr__(self):
+        return "<Connection %s %s>" % (self.id, sorted(self.active_ns))
+
+
+class SocketIOEngine(socketio.Server):
+    """A ``socketio.Server`` serving ``BaseNamespace`` classes.
+
+    :param namespace_classes: ``{"/name": BaseNamespace subclass}``.
+    :param options: the parsed ``socketio.*`` options (:mod:`.config`).
+    """
+
+    def __init__(self, namespace_classes, options):
+        self.namespace_classes = dict(namespace_classes)
+        self._connections = {}  # Engine.IO sid -> Connection
+        self._instances = {}  # Socket.IO sid -> namespace instance
+        # A client that batches more than 16 queued packets into one polling
+        # POST (socket.io-client does, for any burst of emits) would have the
+        # whole POST dropped. The limit is a class attribute, so it is
+        # process-wide: only ever raise it.
+        payload_class = engineio.payload.Payload
+        payload_class.max_decode_packets = max(
+            payload_class.max_decode_packets, options["max_decode_packets"]
+        )
+        super().__init__(
+            async_mode="gevent",
+            always_connect=True,
+            namespaces=list(self.namespace_classes),
+            client_manager=_client_manager(options),
+            logger=_PacketTraceLogger(logging.getLogger(__name__ + ".packets"), {}),
+            engineio_logger=_PacketTraceLogger(
+                logging.getLogger(__name__ + ".packets.engineio"), {}
+            ),
+            cors_allowed_origins=options["cors_allowed_origins"],
+            ping_interval=options["ping_interval"],
+            ping_timeout=options["ping_timeout"],
+            max_http_buffer_size=options["max_http_buffer_size"],
+            transports=options["transports"],
+            allow_upgrades=options["allow_upgrades"],
+            http_compression=options["http_compression"],
+        )
+
+    # -- connections ------------------------------------------------------------
+
+    def _handle_eio_connect(self, eio_sid, environ):
+        super()._handle_eio_connect(eio_sid, environ)
+        connection = Connection(eio_sid, environ)
+        environ["socketio"] = connection  # where gevent-socketio kept it
+        self._connections[eio_sid] = connection
+
+    def _handle_eio_disconnect(self, eio_sid, reason):
+        try:
+            super()._handle_eio_disconnect(eio_sid, reason)
+        finally:
+            self._connections.pop(eio_sid, None)
+
+    def _trigger_event(self, event, namespace, *args):
+        # python-socketio calls this for the reserved events only: ordinary
+        # events arrive through _handle_event below.
+        if event == "connect":
+            return self._connect_namespace(namespace, *args)
+        if event == "disconnect":
+            return self._disconnect_instance(*args)
+        return self.not_handled
+
+    def _connect_namespace(self, namespace, sid, environ, auth=None):
+        connection = self._connections[self.manager.eio_sid_from_sid(sid, namespace)]
+        try:
+            result = call_in_context(
+                connection.request_locals, self._open_instance,
+                connection, namespace, sid, auth,
+            )
+        except Exception:  # the boundary where user code (__init__, hooks) runs
+            log.exception("Unhandled exception in %s recv_connect", namespace)
+            result = DENIED
+        if result is False or is_refusal(result):
+            instance = self._forget(sid)
+            if instance is not None and hasattr(instance, "jobs"):
+                instance.kill_local_jobs()
+            return False
+        return True
+
+    def _open_instance(self, connection, namespace, sid, auth):
+        """Create the namespace instance for a client, then run its hooks."""
+        namespace_class = self.namespace_classes[namespace]
+        instance = namespace_class.__new__(namespace_class)
+        instance._tgsio_engine = self
+        instance._tgsio_sid = sid
+        instance._tgsio_eio_sid = connection.id
+        instance._tgsio_request_locals = connection.request_locals
+        instance._tgsio_inbox = []
+        instance._tgsio_draining = False
+        instance.auth = auth
+        connection.active_ns[namespace] = instance
+        self._instances[sid] = instance
+        instance.__init__(connection.environ, namespace, request=connection.request)
+        instance.initialize()
+        return instance.process_packet({"type": "connect", "endpoint": namespace})
+
+    def _forget(self, sid):
+        instance = self._instances.pop(sid, None)
+        if instance is None:
+            return None
+        connection = self._connections.get(instance._tgsio_eio_sid)
+        if connection is not None:
+            connection.active_ns.pop(instance.ns_name, None)
+        return instance
+
+    def _disconnect_instance(self, sid, reason=None):
+        instance = self._forget(sid)
+        if instance is None:
+            return
+        try:
+            if reason != self.reason.SERVER_DISCONNECT:
+                call_in_context(
+                    instance._tgsio_request_locals,
+                    instance.process_packet,
+                    {"type": "disconnect", "endpoint": instance.ns_name},
+                )
+        except Exception:  # user code in recv_disconnect
+            log.exception("Unhandled exception in %s recv_disconnect", instance.ns_name)
+        finally:
+            instance.kill_local_jobs()
+
+    def disconnect_namespace(self, instance, silent=False):
+        """Disconnect ``instance``'s client from its namespace."""
+        sid = instance._tgsio_sid
+        if sid not in self._instances:
+            return
+        if not silent:
+            self.disconnect(sid, namespace=instance.ns_name, ignore_queue=True)
+            return
+        self.manager.pre_disconnect(sid, namespace=instance.ns_name)
+        self._disconnect_instance(sid, self.reason.SERVER_DISCONNECT)
+        self.manager.disconnect(sid, namespace=instance.ns_name, ignore_queue=True)
+
+    # -- events -------------------------------------------------------------------
+
+    def _handle_event(self, eio_sid, namespace, id, data):
+        instance = self._instances.get(
+            self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+        )
+        if instance is None:
+            log.warning(
+                "event from %s ignored: not connected to namespace %s",
+                eio_sid, namespace or "/",
+            )
+            return
+        instance._tgsio_inbox.append((id, data))
+        if not instance._tgsio_draining:
+            instance._tgsio_draining = True
+            gevent.spawn(self._drain, instance)
+
+    def _drain(self, instance):
+        """Handle an instance's queued events in order, in one greenlet.
+
+        gevent-socketio handled one connection's events to one namespace in
+        arrival order; python-socketio would run each in its own greenlet.
+        """
+        request_locals = instance._tgsio_request_locals
+        inbox = instance._tgsio_inbox
+        if request_locals is not None:
+            push_request_locals(request_locals)
+        try:
+            while inbox:
+                id, data = inbox.pop(0)
+                self._dispatch_event(instance, id, data)
+        finally:
+            instance._tgsio_draining = False
+            if request_locals is not None:
+                pop_request_locals(request_locals)
+
+    def _dispatch_event(self, instance, id, data):
+        event_packet = {
+            "type": "event",
+            "name": data[0],
+            "args": data[1:],
+            "endpoint": instance.ns_name,
+        }
+        if id is not None:
+            event_packet["id"] = id
+            event_packet["ack"] = "data"
+        try:
+            result = instance.process_packet(event_packet)
+        except Exception:  # the boundary where user handler code runs
+            method_name = _method_name_of(data[0])
+            log.exception("Unhandled exception in %s %s", instance.ns_name, method_name)
+            instance.error(wire.INTERNAL_SERVER_ERROR, wire.internal_error_message(method_name))
+            result = DENIED
+        if id is not None:
+            if result is None or is_refusal(result):
+                ack_args = []
+            elif isinstance(result, tuple):
+                ack_args = list(result)
+            else:
+                ack_args = [result]
+            self._send_packet(
+                instance._tgsio_eio_sid,
+                self.packet_class(
+                    sio_packet.ACK, namespace=instance.ns_name, id=id, data=ack_args
+                ),
+            )
+
+    def send_event(self, instance, event, args, callback=None):
+        """Send ``event`` with ``args`` to one instance's client, directly.
+
+        The instance's client is always connected to this process, so this
+        skips the room lookup and any message queue.
+        """
+        sid = instance._tgsio_sid
+        ack_id = self.manager._generate_ack_id(sid, callback) if callback else None
+        self._send_packet(
+            instance._tgsio_eio_sid,
+            self.packet_class(
+                sio_packet.EVENT, namespace=instance.ns_name,
+                data=[event, *args], id=ack_id,
+            ),
+        )
+
+
+def _method_name_of(event_name):
+    if isinstance(event_name, str):
+        return wire.method_name_for_event(event_name)
+    return repr(event_name)
+
+
+def _client_manager(options):
+    url = options["message_queue"]
+    if url is None:
+        return None
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "socketio.message_queue = %s needs redis-py; run "
+                "'pip install tgext.socketio[redis]'." % url
+            ) from None
+        return socketio.RedisManager(url, channel=options["channel"])
+    return socketio.KombuManager(url, channel=options["channel"])

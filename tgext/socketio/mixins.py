@@ -1,0 +1,48 @@
+"""BroadcastMixin and RoomsMixin: emitting to more than one client.
+
+Both go through python-socketio's client manager, so with
+``socketio.message_queue`` set they reach clients of every process.
+"""
+
+
+class BroadcastMixin:
+    """Emit to every client of the namespace.
+
+    Mix it in before the namespace class:
+    ``class Chat(BroadcastMixin, SocketIOTGNamespace)``.
+    """
+
+    def broadcast_event(self, event, *args):
+        """Send ``event`` to every client of this namespace, this one included."""
+        self._tgsio_engine.emit(event, args, namespace=self.ns_name)
+
+    def broadcast_event_not_me(self, event, *args):
+        """Send ``event`` to every client of this namespace but this one."""
+        self._tgsio_engine.emit(event, args, namespace=self.ns_name, skip_sid=self._tgsio_sid)
+
+
+class RoomsMixin:
+    """Rooms inside a namespace: ``join``, ``leave``, ``emit_to_room``.
+
+    The rooms a client joined are also listed in ``self.session["rooms"]`` as
+    ``"<namespace>_<room>"``, as in 0.0.x.
+    """
+
+    def _session_rooms(self):
+        return self.session.setdefault("rooms", set())
+
+    def join(self, room):
+        """Put this client in ``room``."""
+        self._tgsio_engine.enter_room(self._tgsio_sid, room, namespace=self.ns_name)
+        self._session_rooms().add(self.ns_name + "_" + room)
+
+    def leave(self, room):
+        """Take this client out of ``room``."""
+        self._tgsio_engine.leave_room(self._tgsio_sid, room, namespace=self.ns_name)
+        self._session_rooms().discard(self.ns_name + "_" + room)
+
+    def emit_to_room(self, room, event, *args):
+        """Send ``event`` to everyone in ``room`` but this client."""
+        self._tgsio_engine.emit(
+            event, args, to=room, namespace=self.ns_name, skip_sid=self._tgsio_sid
+        )

@@ -1,0 +1,278 @@
+"""BaseNamespace: gevent-socketio's programming model, one instance per client
+connection per namespace.
+
+The engine (:mod:`tgext.socketio.engine`) creates an instance when a client
+joins the namespace, feeds it packets in arrival order and tears it down when
+the client leaves. Everything a subclass sees (``on_<event>`` methods, the
+``packet`` parameter convention, ACL methods, ``emit``/``send``/``error``,
+``spawn``) behaves as it did under gevent-socketio 0.3, so namespaces written
+for tgext.socketio 0.0.x run unchanged.
+"""
+import inspect
+import logging
+
+import gevent
+
+from . import wire
+from .context import spawn_in_context
+
+log = logging.getLogger(__name__)
+
+
+class _Refusal:
+    """What a dispatch returns when the method did not run (always falsy)."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def __bool__(self):
+        return False
+
+    def __repr__(self):
+        return "<%s>" % self.reason
+
+
+#: returned by ``call_method_with_acl``/``call_method`` when the method was
+#: denied (ACL or ``@require``), missing, or its arguments failed validation.
+DENIED = _Refusal("denied")
+INVALID = _Refusal("invalid")
+
+
+def is_refusal(result):
+    return result.__class__ is _Refusal
+
+
+# function -> True when its only parameter (besides self) is named "packet"
+_packet_style_cache = {}
+
+
+def _wants_packet(method):
+    function = getattr(method, "__func__", None)
+    if function is not None:
+        cached = _packet_style_cache.get(function)
+        if cached is not None:
+            return cached
+    try:
+        parameters = list(inspect.signature(method).parameters)
+    except (TypeError, ValueError):
+        parameters = []
+    wants_packet = parameters == ["packet"]
+    if function is not None:
+        _packet_style_cache[function] = wants_packet
+    return wants_packet
+
+
+class BaseNamespace:
+    """One client's view of one namespace; subclass it and add ``on_<event>``.
+
+    The event ``ping`` from a client calls ``on_ping`` with the event's
+    arguments; what it returns is the client's acknowledgement (a tuple spreads
+    into several arguments). A method whose only parameter is named ``packet``
+    receives the packet dict instead (``type``, ``name``, ``args``,
+    ``endpoint``, and ``id``/``ack`` when the client asked for an ack).
+
+    Attributes: ``environ`` (the WSGI environ of the connection's handshake),
+    ``request`` (its TurboGears request), ``session`` (a dict shared by every
+    namespace of the connection), ``socket`` (the connection), ``ns_name``,
+    ``auth`` (what the client sent with its connect, or ``None``), ``jobs``
+    (greenlets started with :meth:`spawn`).
+
+    Example::
+
+        class PingPong(BaseNamespace):
+            def on_ping(self, attack):
+                self.emit("pong", {"sound": "pong"})
+    """
+
+    def __init__(self, environ, ns_name, request=None):
+        self.environ = environ
+        self.socket = environ["socketio"]
+        self.session = self.socket.session
+        self.request = request
+        self.ns_name = ns_name
+        self.allowed_methods = None  # None means every method is allowed
+        self.jobs = []
+        self.reset_acl()
+        super().__init__()
+
+    # -- hooks a subclass overrides ---------------------------------------
+
+    def initialize(self):
+        """Set the instance up; called once, right after ``__init__``."""
+
+    def recv_connect(self):
+        """Called when the client joins the namespace.
+
+        Return ``False`` (or be denied by ``@require``) to refuse the client.
+        """
+
+    def recv_disconnect(self):
+        """Called when the client leaves the namespace or the connection ends."""
+        self.disconnect(silent=True)
+
+    def recv_message(self, data):
+        """Called for ``socket.send(text)`` when there is no ``on_message``."""
+        return data
+
+    def recv_json(self, data):
+        """Called for ``socket.send(object)`` when there is no ``on_message``."""
+        return data
+
+    def recv_error(self, packet):
+        """Called for an error packet; kept for gevent-socketio compatibility."""
+
+    # -- ACL ----------------------------------------------------------------
+
+    def get_initial_acl(self):
+        """Return the methods allowed at connection, or ``None`` for all."""
+        return None
+
+    def reset_acl(self):
+        self.allowed_methods = self.get_initial_acl()
+
+    def is_method_allowed(self, method_name):
+        return self.allowed_methods is None or method_name in self.allowed_methods
+
+    def add_acl_method(self, method_name):
+        """Allow ``method_name`` (a name or an iterable of names)."""
+        names = {method_name} if isinstance(method_name, str) else set(method_name)
+        if self.allowed_methods is None:
+            self.allowed_methods = names
+        else:
+            self.allowed_methods.update(names)
+
+    def del_acl_method(self, method_name):
+        if self.allowed_methods is None:
+            raise ValueError(
+                "Cannot remove %r from the ACL: no ACL restrictions are set; "
+                "return a set of method names from get_initial_acl() or call "
+                "add_acl_method() first." % method_name
+            )
+        self.allowed_methods.remove(method_name)
+
+    def lift_acl_restrictions(self):
+        self.allowed_methods = None
+
+    # -- dispatch -------------------------------------------------------------
+
+    def process_packet(self, packet):
+        """Route a packet dict to the method that handles its type."""
+        packet_type = packet["type"]
+        if packet_type == "event":
+            return self.process_event(packet)
+        if packet_type == "message":
+            return self.call_method_with_acl("recv_message", packet, packet["data"])
+        if packet_type == "json":
+            return self.call_method_with_acl("recv_json", packet, packet["data"])
+        if packet_type == "connect":
+            return self.call_method_with_acl("recv_connect", packet)
+        if packet_type == "disconnect":
+            return self.call_method_with_acl("recv_disconnect", packet)
+        if packet_type == "error":
+            return self.call_method_with_acl("recv_error", packet)
+        log.warning("unprocessed packet type %r [%s]", packet_type, self.ns_name)
+        return DENIED
+
+    def process_event(self, packet):
+        """Call ``on_<event>`` for an event packet, after checking its name."""
+        name = packet["name"]
+        if not isinstance(name, str) or not wire.EVENT_NAME.match(name):
+            self.error(wire.UNALLOWED_EVENT_NAME, wire.UNALLOWED_EVENT_NAME_MESSAGE)
+            return DENIED
+        args = packet["args"]
+        if name == "message" and not hasattr(self, "on_message"):
+            # socket.send() of Socket.IO v5 is the event "message"; 0.0.x
+            # namespaces handle it in recv_message/recv_json.
+            data = args[0] if args else None
+            packet_type = "message" if isinstance(data, str) else "json"
+            return self.process_packet(dict(packet, type=packet_type, data=data))
+        return self.call_method_with_acl(wire.method_name_for_event(name), packet, *args)
+
+    def call_method_with_acl(self, method_name, packet, *args):
+        """Call ``method_name`` if the ACL allows it, else send the denial."""
+        if not self.is_method_allowed(method_name):
+            self.error(wire.METHOD_ACCESS_DENIED, wire.access_denied_message(method_name))
+            return DENIED
+        return self.call_method(method_name, packet, *args)
+
+    def call_method(self, method_name, packet, *args):
+        """Call the method with the event's arguments (or the packet)."""
+        method = getattr(self, method_name, None)
+        if method is None:
+            self.error(wire.NO_SUCH_METHOD, wire.no_such_method_message(method_name))
+            return DENIED
+        wants_packet = _wants_packet(method)
+        if hasattr(self, "exception_handler_decorator"):
+            method = self.exception_handler_decorator(method)
+        if wants_packet:
+            return method(packet)
+        return method(*args)
+
+    # -- output ---------------------------------------------------------------
+
+    def emit(self, event, *args, callback=None, **kwargs):
+        """Send the event ``event`` with ``args`` to this client.
+
+        :param callback: called with the client's acknowledgement arguments.
+        """
+        if kwargs:
+            raise TypeError(
+                "emit() accepts only the keyword argument 'callback', not %s; "
+                "pass the data as positional arguments" % ", ".join(sorted(kwargs))
+            )
+        self._tgsio_engine.send_event(self, event, args, callback)
+
+    def call(self, event, *args, timeout=60):
+        """Emit ``event`` and wait for the client's acknowledgement.
+
+        :returns: the acknowledgement's arguments (one value, a tuple of
+            several, or ``None``).
+        :raises socketio.exceptions.TimeoutError: if the client does not
+            acknowledge within ``timeout`` seconds.
+        """
+        return self._tgsio_engine.call(
+            event, args, to=self._tgsio_sid, namespace=self.ns_name, timeout=timeout
+        )
+
+    def send(self, message, json=False, callback=None):
+        """Send ``message`` as the client's ``message`` event (``socket.on("message")``).
+
+        ``json`` is accepted for 0.0.x compatibility: Socket.IO v5 sends any
+        JSON-serializable value the same way.
+        """
+        self.emit("message", message, callback=callback)
+
+    def error(self, error_name, error_message, msg_id=None, quiet=False):
+        """Send the client an ``error`` event with ``(error_name, error_message)``.
+
+        :param quiet: log the error but do not send it, as in 0.0.x.
+        """
+        log.warning(
+            "error %s for %s: %s [%s]", error_name, self._tgsio_sid, error_message,
+            self.ns_name,
+        )
+        if not quiet:
+            self.emit("error", error_name, error_message)
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def spawn(self, fn, *args, **kwargs):
+        """Run ``fn`` in a greenlet with the request context; killed at disconnect."""
+        self.jobs = [job for job in self.jobs if not job.dead]
+        job = spawn_in_context(self._tgsio_request_locals, fn, *args, **kwargs)
+        self.jobs.append(job)
+        return job
+
+    def kill_local_jobs(self):
+        """Kill every greenlet started with :meth:`spawn` (but the caller's own)."""
+        current = gevent.getcurrent()
+        others = [job for job in self.jobs if job is not current]
+        self.jobs = [job for job in self.jobs if job is current]
+        gevent.killall(others, block=False)
+
+    def disconnect(self, silent=False):
+        """Leave the namespace; with ``silent``, without telling the client."""
+        try:
+            self._tgsio_engine.disconnect_namespace(self, silent=silent)
+        finally:
+            self.kill_local_jobs()
