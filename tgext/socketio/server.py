@@ -31,9 +31,16 @@ class SocketIOHandler(WebSocketHandler):
     """
 
     def run_application(self):
-        if self.path.startswith(self.server.resource_prefix):
-            return super().run_application()
-        return WSGIHandler.run_application(self)
+        if not self.path.startswith(self.server.resource_prefix):
+            return WSGIHandler.run_application(self)
+        if self.server.resource_has_extension and (
+            self.environ["PATH_INFO"] == self.server.resource_prefix
+        ):
+            # TG strips a file extension from the last path segment, so it
+            # would dispatch "/socket.io/" to "socket" (with ".io"); naming
+            # the action keeps "socket.io" a segment TG maps to "socket_io".
+            self.environ["PATH_INFO"] = self.server.resource_prefix + "index"
+        return super().run_application()
 
     def log_request(self):
         # gevent-websocket's own version logs through a logger it rewires.
@@ -72,6 +79,7 @@ class SocketIOServer(WSGIServer):
         # server already has one.
         self.logger = logging.getLogger(__name__ + ".websocket")
         self.resource_prefix = self.resource + "/"
+        self.resource_has_extension = "." in self.resource.rsplit("/", 1)[-1]
 
     def handle(self, sock, address):
         # Nagle's algorithm holds a second small frame (an ack after an emit)

@@ -1,0 +1,107 @@
+"""Fixtures: real TG apps on real gevent servers, real clients.
+
+gevent must patch the standard library before anything imports ``tg``, so
+that TurboGears' request locals are greenlet-local: keep this first.
+"""
+from gevent import monkey
+
+monkey.patch_all()
+
+import contextlib  # noqa: E402
+
+import gevent  # noqa: E402
+import pytest  # noqa: E402
+from tg import MinimalApplicationConfigurator, TGController  # noqa: E402
+
+from tgext.socketio import SocketIOController  # noqa: E402
+from tgext.socketio.testing import LiveServer, disconnect_client  # noqa: E402
+
+
+def build_app(controller=None, mount="socketio", config=None, root=None):
+    """A minimal TG app with ``controller`` mounted at ``mount`` (a/b/c)."""
+    if root is None:
+        root = TGController()
+        parent = root
+        steps = mount.split("/")
+        for step in steps[:-1]:
+            child = TGController()
+            parent.__dict__[step] = child
+            parent = child
+        parent.__dict__[steps[-1].replace(".", "_")] = controller
+    configurator = MinimalApplicationConfigurator()
+    configurator.update_blueprint(
+        {"root_controller": root, "helpers": {}, "app_globals": type("Globals", (), {})}
+    )
+    if config:
+        configurator.update_blueprint(config)
+    return configurator.make_wsgi_app()
+
+
+def controller_for(namespaces, default_namespace=None, **attributes):
+    """A SocketIOController instance serving ``{"name": NamespaceClass}``."""
+    body = dict(namespaces)
+    body.update(attributes)
+    if default_namespace is not None:
+        body["default_namespace"] = default_namespace
+    return type("TestSocketIO", (SocketIOController,), body)()
+
+
+@pytest.fixture
+def live_server():
+    """Factory: ``live_server(app, resource="socketio")`` -> started LiveServer."""
+    servers = []
+
+    def start(app, resource="socketio"):
+        server = LiveServer(app, resource=resource).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def serve(live_server):
+    """Factory: serve namespaces on a fresh app; returns the LiveServer.
+
+    ``serve({"pingpong": PingPong}, config={"socketio.ping_interval": 5})``
+    """
+
+    def start(namespaces, default_namespace=None, mount="socketio", config=None,
+              **attributes):
+        controller = controller_for(namespaces, default_namespace, **attributes)
+        app = build_app(controller, mount=mount, config=config)
+        server = live_server(app, resource=mount)
+        server.controller = controller
+        return server
+
+    return start
+
+
+@pytest.fixture
+def wait_for():
+    """``wait_for(predicate, timeout=5)``: poll cooperatively until true."""
+
+    def wait(predicate, timeout=5, interval=0.01):
+        with gevent.Timeout(timeout, AssertionError("condition not met in %ss" % timeout)):
+            while not predicate():
+                gevent.sleep(interval)
+        return True
+
+    return wait
+
+
+@pytest.fixture
+def client_factory():
+    """Clients made outside a LiveServer (e.g. against gearbox), closed after."""
+    clients = []
+
+    def track(client):
+        clients.append(client)
+        return client
+
+    yield track
+    for client in clients:
+        with contextlib.suppress(Exception):
+            disconnect_client(client)

@@ -1,0 +1,115 @@
+"""SocketIOController: namespace discovery, pages beside Socket.IO, mount
+points, and Engine.IO's own answers under the resource."""
+import requests
+from tg import TGController, expose
+
+from tgext.socketio import BaseNamespace, SocketIOController
+
+from .conftest import build_app, controller_for
+
+
+class Hello(BaseNamespace):
+    def on_hello(self, name):
+        return "hello %s" % name
+
+
+class InheritedNamespaces(SocketIOController):
+    hello = Hello
+
+
+class PageController(InheritedNamespaces):
+    other = Hello
+
+    @expose()
+    def page(self, **kw):
+        return "a normal page"
+
+
+def test_namespaces_are_collected_from_class_attributes_including_inherited():
+    assert PageController.namespace_classes() == {"/hello": Hello, "/other": Hello}
+
+
+def test_default_namespace_serves_slash_only():
+    controller_class = type("C", (SocketIOController,), {"default_namespace": Hello})
+    assert controller_class.namespace_classes() == {"/": Hello}
+
+
+def test_other_exposed_methods_are_normal_pages(live_server):
+    server = live_server(build_app(PageController()))
+    response = requests.get(server.url + "/socketio/page", timeout=5)
+    assert response.status_code == 200
+    assert response.text == "a normal page"
+    client = server.connect(namespaces=["/other"])
+    assert client.call("hello", "page", namespace="/other", timeout=5) == "hello page"
+
+
+def test_request_without_eio_gets_engineio_400_not_tg_404(live_server):
+    server = live_server(build_app(PageController()))
+    response = requests.get(server.url + "/socketio/", timeout=5)
+    assert response.status_code == 400
+    assert "unsupported version" in response.text
+
+
+def test_handshake_under_resource_is_engineio_open_packet(live_server):
+    server = live_server(build_app(PageController()))
+    response = requests.get(server.url + "/socketio/?EIO=4&transport=polling", timeout=5)
+    assert response.status_code == 200
+    assert response.text.startswith('0{"sid":')
+
+
+def test_unknown_path_under_resource_without_eio_is_404(live_server):
+    server = live_server(build_app(PageController()))
+    response = requests.get(server.url + "/socketio/nothing/here", timeout=5)
+    assert response.status_code == 404
+
+
+def test_controller_mounted_at_nested_path_with_matching_resource(serve):
+    for transport in ("polling", "websocket", "upgrade"):
+        server = serve({"hello": Hello}, mount="chat/live")
+        client = server.connect(namespaces=["/hello"], transport=transport)
+        assert client.call("hello", transport, namespace="/hello", timeout=5) == (
+            "hello " + transport
+        )
+
+
+def test_socket_io_resource_serves_the_javascript_clients_default_path(serve):
+    server = serve({"hello": Hello}, mount="socket.io")
+    assert server.resource == "/socket.io"
+    client = server.connect(namespaces=["/hello"], transport="upgrade")
+    assert client.call("hello", "io", namespace="/hello", timeout=5) == "hello io"
+    assert client.transport() == "websocket"
+
+
+def test_pages_outside_the_resource_are_never_upgraded(live_server):
+    class Root(TGController):
+        socketio = controller_for({"hello": Hello})
+
+        @expose()
+        def plain(self):
+            return "plain"
+
+    server = live_server(build_app(root=Root()))
+    response = requests.get(
+        server.url + "/plain",
+        headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                 "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                 "Sec-WebSocket-Version": "13"},
+        timeout=5,
+    )
+    assert response.status_code == 200
+    assert response.text == "plain"
+
+
+def test_two_controllers_have_separate_engines(live_server):
+    class Root(TGController):
+        first = controller_for({"hello": Hello})
+        second = controller_for({"hello": Hello})
+
+    app = build_app(root=Root())
+    first = live_server(app, resource="first")
+    second = live_server(app, resource="second")
+    assert first.connect(namespaces=["/hello"]).call(
+        "hello", "1", namespace="/hello", timeout=5) == "hello 1"
+    assert second.connect(namespaces=["/hello"]).call(
+        "hello", "2", namespace="/hello", timeout=5) == "hello 2"
+    assert Root.first.engine is not Root.second.engine

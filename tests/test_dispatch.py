@@ -1,0 +1,167 @@
+"""on_<event> dispatch, the packet parameter, acknowledgements, callbacks,
+binary data, call(), auth and the default namespace, over every transport."""
+import gevent
+import pytest
+import socketio
+from gevent.queue import Queue
+
+from tgext.socketio import BaseNamespace
+
+TRANSPORTS = ["websocket", "polling", "upgrade"]
+
+
+class Echo(BaseNamespace):
+    def on_ping(self, attack):
+        self.emit("pong", {"sound": "pong", "attack": attack})
+
+    def on_add(self, a, b):
+        return a + b
+
+    def on_pair(self):
+        return "one", 2
+
+    def on_nothing(self):
+        return None
+
+    def on_inspect(self, packet):
+        return {key: packet[key] for key in sorted(packet) if key != "args"} | {
+            "args": list(packet["args"])
+        }
+
+    def on_two_words(self, value):
+        return "two words: %s" % value
+
+    def on_reverse_bytes(self, blob, meta):
+        self.emit("bytes back", blob[::-1], {"nested": [blob]})
+        return blob.upper()
+
+    def on_ask_client(self, question):
+        answer = self.call("question", question, timeout=5)
+        return "client said %s" % answer
+
+    def on_ask_with_callback(self):
+        self.emit("question", "callback?", callback=self._got_answer)
+
+    def _got_answer(self, *args):
+        self.emit("answer received", list(args))
+
+    def on_whoami(self):
+        return self.auth
+
+    def on_slow_then_fast(self, label, delay):
+        gevent.sleep(delay)
+        self.emit("order", label)
+
+
+def collect(client, event, namespace="/echo"):
+    queue = Queue()
+    client.on(event, lambda *args: queue.put(args), namespace=namespace)
+    return queue
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_event_calls_on_method_and_emit_reaches_client(serve, transport):
+    server = serve({"echo": Echo})
+    client = server.connect(namespaces=["/echo"], transport=transport)
+    pongs = collect(client, "pong")
+    client.emit("ping", {"type": "ping"}, namespace="/echo")
+    assert pongs.get(timeout=5) == ({"sound": "pong", "attack": {"type": "ping"}},)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_return_value_is_the_acknowledgement(serve, transport):
+    server = serve({"echo": Echo})
+    client = server.connect(namespaces=["/echo"], transport=transport)
+    assert client.call("add", (2, 3), namespace="/echo", timeout=5) == 5
+    assert client.call("pair", namespace="/echo", timeout=5) == ("one", 2)
+    assert client.call("nothing", namespace="/echo", timeout=5) is None
+
+
+def test_event_name_with_spaces_calls_underscored_method(serve):
+    server = serve({"echo": Echo})
+    client = server.connect(namespaces=["/echo"])
+    assert client.call("two words", "x", namespace="/echo", timeout=5) == "two words: x"
+
+
+def test_packet_parameter_receives_the_packet_dict(serve):
+    server = serve({"echo": Echo})
+    client = server.connect(namespaces=["/echo"])
+    packet = client.call("inspect", (1, "two"), namespace="/echo", timeout=5)
+    assert packet == {
+        "ack": "data",
+        "args": [1, "two"],
+        "endpoint": "/echo",
+        "id": packet["id"],
+        "name": "inspect",
+        "type": "event",
+    }
+    assert isinstance(packet["id"], int)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_bytes_travel_as_binary_both_ways(serve, transport):
+    server = serve({"echo": Echo})
+    client = server.connect(namespaces=["/echo"], transport=transport)
+    back = collect(client, "bytes back")
+    blob = bytes(range(256))
+    ack = client.call("reverse_bytes", (blob, {"n": 1}), namespace="/echo", timeout=5)
+    assert ack == blob.upper()
+    assert back.get(timeout=5) == (blob[::-1], {"nested": [blob]})
+
+
+def test_call_waits_for_the_clients_acknowledgement(serve):
+    server = serve({"echo": Echo})
+    client = server.connect(namespaces=["/echo"])
+    client.on("question", lambda question: "42 to " + question, namespace="/echo")
+    answer = client.call("ask_client", "life", namespace="/echo", timeout=5)
+    assert answer == "client said 42 to life"
+
+
+def test_emit_callback_gets_the_clients_ack_arguments(serve):
+    server = serve({"echo": Echo})
+    client = server.connect(namespaces=["/echo"])
+    client.on("question", lambda question: (question, "yes"), namespace="/echo")
+    answers = collect(client, "answer received")
+    client.emit("ask_with_callback", namespace="/echo")
+    assert answers.get(timeout=5) == (["callback?", "yes"],)
+
+
+def test_auth_is_the_connect_payload(serve):
+    server = serve({"echo": Echo})
+    with_auth = server.connect(namespaces=["/echo"], auth={"token": "t0k"})
+    without = server.connect(namespaces=["/echo"])
+    assert with_auth.call("whoami", namespace="/echo", timeout=5) == {"token": "t0k"}
+    assert without.call("whoami", namespace="/echo", timeout=5) is None
+
+
+def test_default_namespace_serves_slash(serve):
+    server = serve({}, default_namespace=Echo)
+    client = server.connect()
+    assert client.call("add", (1, 1), timeout=5) == 2
+
+
+def test_events_of_one_namespace_are_handled_in_arrival_order(serve):
+    server = serve({"echo": Echo})
+    client = server.connect(namespaces=["/echo"])
+    order = collect(client, "order")
+    client.emit("slow_then_fast", ("slow", 0.3), namespace="/echo")
+    client.emit("slow_then_fast", ("fast", 0), namespace="/echo")
+    assert [order.get(timeout=5), order.get(timeout=5)] == [("slow",), ("fast",)]
+
+
+def test_slow_handler_does_not_block_other_namespaces_or_pings(serve):
+    server = serve({"echo": Echo, "other": Echo},
+                   config={"socketio.ping_interval": 0.2, "socketio.ping_timeout": 0.5})
+    client = server.connect(namespaces=["/echo", "/other"])
+    client.emit("slow_then_fast", ("slow", 1.5), namespace="/echo")
+    # the other namespace answers at once, and pings keep the client alive
+    assert client.call("add", (1, 2), namespace="/other", timeout=1) == 3
+    gevent.sleep(1)
+    assert client.connected
+    assert client.call("add", (2, 2), namespace="/echo", timeout=5) == 4
+
+
+def test_unknown_namespace_is_refused(serve):
+    server = serve({"echo": Echo})
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        server.connect(namespaces=["/nope"], wait_timeout=3)
