@@ -16,6 +16,9 @@ testing_requires = [
     "kajiki>=0.9,<2",
     "anypubsub>=0.6,<0.7",
     "redis>=5,<9",
+    "repoze.who>=2.3,<4",
+    "backlash>=0.3,<0.6",
+    "Beaker>=1.12,<2",
 ]
 
 setup(

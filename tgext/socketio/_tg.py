@@ -46,3 +46,114 @@ def context_is_greenlet_local():
 
     local = request_local.context.__dict__["____local__"]
     return isinstance(local, gevent.local.local)
+
+
+def decoration_of(method):
+    """Return the TG ``Decoration`` of a (bound) method, or ``None``.
+
+    TG 2.5.0-2.5.1: ``@require`` and ``@validate`` store themselves on the
+    function as ``func.decoration`` (``requirements`` and ``validations``
+    lists). Unlike ``Decoration.get_decoration`` this never creates one.
+    """
+    function = getattr(method, "__func__", method)
+    return getattr(function, "decoration", None)
+
+
+def requirements_met(method, environ):
+    """Tell whether every ``@require`` predicate of ``method`` holds.
+
+    ``@require(None)`` never holds, as in tgext.socketio 0.0.x. Predicates read
+    the identity in ``environ``: the one TG's auth stack set on the handshake.
+    TG 2.5.0-2.5.1: each ``require`` keeps its predicate as ``.predicate``; its
+    own ``_check_authorization`` hook is HTTP-only (status codes, flash).
+    """
+    from tg.predicates import NotAuthorizedError
+
+    decoration = decoration_of(method)
+    if decoration is None:
+        return True
+    for requirement in decoration.requirements:
+        predicate = requirement.predicate
+        if predicate is None:
+            return False
+        try:
+            predicate.check_authorization(environ)
+        except NotAuthorizedError:
+            return False
+    return True
+
+
+def validation_intents(method):
+    """The ``@validate`` intents of ``method`` (TG 2.5.0-2.5.1 ``validations``)."""
+    decoration = decoration_of(method)
+    return decoration.validations if decoration is not None else ()
+
+
+def validation_exceptions(config):
+    """The exception classes TG counts as validation errors (``validation.exceptions``)."""
+    return tuple(config.get("validation.exceptions") or ())
+
+
+def run_validation(intent, config, method, params):
+    """Validate ``params`` with one ``@validate`` intent, as TG does for actions.
+
+    TG 2.5.0-2.5.1 ``_ValidationIntent.check`` handles dicts of validators, schema
+    objects (``validate(params)``), ``needs_controller`` schemas and the
+    registered ``validation.validators``. Two 0.0.x forms it no longer takes
+    are handled here: schemas defining ``validate(self, params, state)`` (called
+    with ``state=None``) and a single ``to_python`` validator for all the
+    arguments.
+    """
+    validators = intent.validators
+    if not validators or isinstance(validators, dict):
+        return intent.check(config, method, params)
+    schema_validate = getattr(validators, "validate", None)
+    if schema_validate is not None:
+        if not getattr(validators, "needs_controller", False) and _takes_state(
+            schema_validate
+        ):
+            return schema_validate(params, None)
+        return intent.check(config, method, params)
+    registered = config.get("validation.validators") or {}
+    if hasattr(validators, "to_python") and not isinstance(
+        validators, tuple(registered)
+    ):
+        # One validator for all the arguments (a FormEncode Schema, a
+        # Convert): TG 2.3 applied it to the whole dict, and 0.0.x
+        # namespaces rely on that; TG 2.5 only knows registered classes.
+        return validators.to_python(params)
+    return intent.check(config, method, params)
+
+
+def _takes_state(function):
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    required = [
+        parameter for parameter in parameters
+        if parameter.default is parameter.empty
+        and parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(required) == 2
+
+
+def explode_validation_error(exception, config):
+    """Turn a validation exception into ``{field: message}`` or one message.
+
+    Uses TG 2.5's ``validation.explode`` registry (``TGValidationError`` is
+    always there; an app registers FormEncode's ``Invalid`` itself), falling
+    back to the exception's ``error_dict``.
+    """
+    errors = None
+    for exception_class, explode in (config.get("validation.explode") or {}).items():
+        if isinstance(exception, exception_class):
+            errors = explode(exception).get("errors")
+            break
+    else:
+        errors = getattr(exception, "error_dict", None)
+    if isinstance(errors, dict) and errors:
+        return {str(field): str(error) for field, error in errors.items()}
+    return str(exception)

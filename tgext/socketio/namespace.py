@@ -42,24 +42,56 @@ def is_refusal(result):
     return result.__class__ is _Refusal
 
 
-# function -> True when its only parameter (besides self) is named "packet"
-_packet_style_cache = {}
+class _MethodShape:
+    """How a handler takes its arguments, worked out once per function."""
+
+    __slots__ = ("wants_packet", "names", "min_args", "max_args")
+
+    def __init__(self, method):
+        try:
+            parameters = list(inspect.signature(method).parameters.values())
+        except (TypeError, ValueError):  # a builtin or odd callable: trust it
+            self.names, self.wants_packet, self.min_args, self.max_args = (), False, 0, None
+            return
+        positional = [
+            parameter for parameter in parameters
+            if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+        ]
+        self.names = tuple(parameter.name for parameter in positional)
+        self.wants_packet = len(parameters) == 1 and self.names == ("packet",)
+        self.min_args = sum(1 for parameter in positional if parameter.default is parameter.empty)
+        takes_varargs = any(parameter.kind == parameter.VAR_POSITIONAL for parameter in parameters)
+        self.max_args = None if takes_varargs else len(positional)
+
+    def arity_error(self, method_name, count):
+        """A message when ``count`` arguments do not fit, else ``None``."""
+        if count >= self.min_args and (self.max_args is None or count <= self.max_args):
+            return None
+        if self.max_args == self.min_args:
+            expected = "%d argument%s" % (self.min_args, "" if self.min_args == 1 else "s")
+        elif self.max_args is None:
+            expected = "at least %d arguments" % self.min_args
+        else:
+            expected = "%d to %d arguments" % (self.min_args, self.max_args)
+        return 'The method "%s" takes %s, %d given' % (method_name, expected, count)
 
 
-def _wants_packet(method):
-    function = getattr(method, "__func__", None)
-    if function is not None:
-        cached = _packet_style_cache.get(function)
-        if cached is not None:
-            return cached
+# function -> its _MethodShape; functions are few (they are code), so no eviction
+_shape_cache = {}
+
+
+def method_shape(method):
+    """Return the cached :class:`_MethodShape` of a bound method."""
+    function = getattr(method, "__func__", method)
     try:
-        parameters = list(inspect.signature(method).parameters)
-    except (TypeError, ValueError):
-        parameters = []
-    wants_packet = parameters == ["packet"]
-    if function is not None:
-        _packet_style_cache[function] = wants_packet
-    return wants_packet
+        return _shape_cache[function]
+    except (KeyError, TypeError):
+        shape = _MethodShape(method)
+    try:
+        _shape_cache[function] = shape
+    except TypeError:  # unhashable callable
+        pass
+    return shape
 
 
 class BaseNamespace:
@@ -201,11 +233,16 @@ class BaseNamespace:
         if method is None:
             self.error(wire.NO_SUCH_METHOD, wire.no_such_method_message(method_name))
             return DENIED
-        wants_packet = _wants_packet(method)
+        shape = method_shape(method)
+        if shape.wants_packet:
+            args = (packet,)
+        else:
+            mismatch = shape.arity_error(method_name, len(args))
+            if mismatch is not None:
+                self.error(wire.INVALID_METHOD_ARGS, mismatch)
+                return INVALID
         if hasattr(self, "exception_handler_decorator"):
             method = self.exception_handler_decorator(method)
-        if wants_packet:
-            return method(packet)
         return method(*args)
 
     # -- output ---------------------------------------------------------------

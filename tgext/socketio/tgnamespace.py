@@ -1,6 +1,75 @@
-"""SocketIOTGNamespace: a BaseNamespace whose handlers honour TG's decorators."""
-from .namespace import BaseNamespace
+"""SocketIOTGNamespace: a BaseNamespace whose handlers honour TG's decorators.
+
+``@require(predicate)`` on ``on_<event>``, ``recv_connect`` or
+``subscribe_<channel>`` is checked against the identity TG's auth stack saw
+on the connection's handshake; ``@validate`` runs TG 2.5's own validation
+(dicts of validators, schemas, ``Convert``, type hints) on the event's
+arguments, bound to the handler's parameter names.
+"""
+import inspect
+
+import tg
+
+from . import _tg, wire
+from .namespace import INVALID, BaseNamespace, method_shape
 
 
 class SocketIOTGNamespace(BaseNamespace):
-    """A namespace whose ``on_<event>`` methods may use ``@require``/``@validate``."""
+    """A namespace whose methods may use TG's ``@require`` and ``@validate``.
+
+    A denied method answers ``method_access_denied`` and does not run; failed
+    validation answers ``invalid_method_args`` with ``{field: message}`` (or
+    one message), unless the ``@validate`` names an ``error_handler``, which
+    then runs with the event's arguments and whose return is the ack.
+
+    Example::
+
+        class Game(SocketIOTGNamespace):
+            @require(predicates.not_anonymous())
+            @validate()
+            def on_move(self, x: int, y: int):
+                return x, y
+    """
+
+    def is_method_allowed(self, method_name):
+        method = getattr(self, method_name, None)
+        if method is not None and not _tg.requirements_met(method, self.environ):
+            return False
+        return super().is_method_allowed(method_name)
+
+    def call_method(self, method_name, packet, *args):
+        method = getattr(self, method_name, None)
+        intents = _tg.validation_intents(method) if method is not None else ()
+        if not intents:
+            return super().call_method(method_name, packet, *args)
+
+        shape = method_shape(method)
+        if shape.wants_packet:
+            args = (packet,)
+        mismatch = shape.arity_error(method_name, len(args))
+        if mismatch is not None:
+            self.error(wire.INVALID_METHOD_ARGS, mismatch)
+            return INVALID
+
+        config = tg.config
+        failures = _tg.validation_exceptions(config)
+        params = dict(zip(shape.names, args))
+        for intent in intents:
+            try:
+                params = _tg.run_validation(intent, config, method, params)
+            except failures as failure:
+                return self._validation_failed(intent, failure, config, args)
+
+        if hasattr(self, "exception_handler_decorator"):
+            method = self.exception_handler_decorator(method)
+        return method(**params)
+
+    def _validation_failed(self, intent, failure, config, args):
+        handler = intent.error_handler
+        if handler is not None:
+            # A function from the class body is unbound: give it this instance.
+            if inspect.isfunction(handler):
+                return handler(self, *args)
+            return handler(*args)
+        self.error(wire.INVALID_METHOD_ARGS, _tg.explode_validation_error(failure, config))
+        return INVALID

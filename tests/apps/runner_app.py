@@ -1,0 +1,53 @@
+"""A small TG app served by ``gearbox serve`` in subprocess tests.
+
+Its namespace reports what the server process looks like from inside a
+handler: whether TG's request context is greenlet-local, and the request.
+"""
+import gevent
+import tg
+from tg import MinimalApplicationConfigurator, TGController, expose
+from tg.configurator.components.debugger import DebuggerConfigurationComponent
+
+from tgext.socketio import BaseNamespace, SocketIOController
+from tgext.socketio._tg import context_is_greenlet_local
+
+
+class Probe(BaseNamespace):
+    def on_ping(self, attack):
+        self.emit("pong", {"sound": "pong"})
+        return "ack"
+
+    def on_inspect(self, label):
+        tg.request.environ["tgext.test.label"] = label
+        gevent.sleep(0.05)  # let other clients' handlers interleave
+        return {
+            "greenlet_local": context_is_greenlet_local(),
+            "label": tg.request.environ["tgext.test.label"],
+            "path": tg.request.path,
+            "debug": bool(tg.config.get("debug")),
+        }
+
+
+class SocketIO(SocketIOController):
+    probe = Probe
+
+    @expose()
+    def page(self):
+        return "page served"
+
+    @expose()
+    def broken(self):
+        raise RuntimeError("a page error for the debugger")
+
+
+class Root(TGController):
+    socketio = SocketIO()
+
+
+def make_app(global_config=None, **app_conf):
+    configurator = MinimalApplicationConfigurator()
+    configurator.register(DebuggerConfigurationComponent)
+    configurator.update_blueprint(
+        {"root_controller": Root(), "helpers": {}, "app_globals": type("G", (), {})}
+    )
+    return configurator.make_wsgi_app(global_config or {}, app_conf)

@@ -1,0 +1,94 @@
+"""The socketio.* options: defaults, conversion, errors naming the key, and
+the README table kept in step with the option table."""
+import os
+import re
+
+import pytest
+
+from tgext.socketio.config import OPTIONS, PREFIX, parse_options
+from tgext.socketio.exceptions import ConfigurationError
+
+README = os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.rst")
+
+
+def test_defaults_when_nothing_is_set():
+    options = parse_options({})
+    assert options == {name: default for name, default, *_ in OPTIONS}
+    assert options["cors_allowed_origins"] is None  # same origin only
+    assert options["ping_interval"] == 25
+    assert options["transports"] == ["polling", "websocket"]
+
+
+@pytest.mark.parametrize(
+    "key, raw, expected",
+    [
+        ("ping_interval", "10", 10.0),
+        ("ping_timeout", "2.5", 2.5),
+        ("max_http_buffer_size", "2048", 2048),
+        ("max_decode_packets", "50", 50),
+        ("transports", "websocket", ["websocket"]),
+        ("transports", "polling, websocket", ["polling", "websocket"]),
+        ("cors_allowed_origins", "https://a.example https://b.example",
+         ["https://a.example", "https://b.example"]),
+        ("cors_allowed_origins", "*", "*"),
+        ("allow_upgrades", "false", False),
+        ("http_compression", "no", False),
+        ("message_queue", "redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+        ("message_queue", "", None),
+        ("channel", "myapp", "myapp"),
+    ],
+)
+def test_ini_strings_are_converted(key, raw, expected):
+    assert parse_options({PREFIX + key: raw})[key] == expected
+
+
+@pytest.mark.parametrize(
+    "key, raw, expected",
+    [
+        ("ping_interval", "soon", "a positive number of seconds"),
+        ("ping_timeout", "-1", "a positive number of seconds"),
+        ("max_http_buffer_size", "1.5", "a positive whole number of bytes"),
+        ("max_decode_packets", "0", "a positive whole number"),
+        ("transports", "carrier-pigeon", "polling, websocket or both"),
+        ("cors_allowed_origins", "example.com", "a list of origins"),
+        ("allow_upgrades", "perhaps", "true or false"),
+        ("message_queue", "localhost", "a URL such as redis://localhost:6379/0"),
+    ],
+)
+def test_bad_value_raises_configuration_error_naming_the_key(key, raw, expected):
+    with pytest.raises(ConfigurationError) as error:
+        parse_options({PREFIX + key: raw})
+    message = str(error.value)
+    assert message.startswith("%s%s = %r is not %s" % (PREFIX, key, raw, expected))
+    assert "[app:main]" in message
+
+
+def test_configuration_error_is_a_tg_config_error():
+    from tg.configuration.utils import TGConfigError
+
+    assert issubclass(ConfigurationError, TGConfigError)
+
+
+def readme_settings_rows():
+    text = open(README, encoding="utf-8").read()
+    rows = {}
+    for match in re.finditer(r"^``(socketio\.[a-z_]+)``\s+(.+?)\s{2,}", text, re.M):
+        rows[match.group(1)] = match.group(2).strip()
+    return rows
+
+
+def shown_in_readme(default):
+    if default is None:
+        return "(unset)"
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, list):
+        return " ".join(default)
+    return str(default)
+
+
+def test_readme_documents_every_option_with_its_default():
+    rows = readme_settings_rows()
+    assert set(rows) == {PREFIX + name for name, *_ in OPTIONS}
+    for name, default, *_ in OPTIONS:
+        assert rows[PREFIX + name] == shown_in_readme(default), name

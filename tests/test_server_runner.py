@@ -1,0 +1,189 @@
+"""``gearbox serve`` with ``use = egg:tgext.socketio#socketio``, in a subprocess:
+what only the real command proves (entry point, monkey-patch order, start-up
+line, ``debug = true``, start-up errors naming the key)."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import gevent
+import pytest
+import requests
+
+from tgext.socketio.testing import TRANSPORTS
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GEARBOX = os.path.join(os.path.dirname(sys.executable), "gearbox")
+
+INI = """\
+[server:main]
+use = egg:tgext.socketio#socketio
+host = 127.0.0.1
+port = {port}
+socketio_resource = socketio
+
+[app:main]
+use = call:tests.apps.runner_app:make_app
+debug = {debug}
+{extra}
+
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = INFO
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)s [%(name)s] %(message)s
+"""
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class GearboxServer:
+    """``gearbox serve -c <ini>`` in a subprocess, its log in a file."""
+
+    def __init__(self, tmp_path, debug=False, extra=""):
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.ini = tmp_path / "test.ini"
+        self.ini.write_text(INI.format(port=self.port, debug=str(debug).lower(),
+                                       extra=extra))
+        self.log_path = tmp_path / "server.log"
+        self._log = open(self.log_path, "w")
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+        self.process = subprocess.Popen(
+            [GEARBOX, "serve", "-c", str(self.ini)], cwd=str(tmp_path), env=env,
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def log(self):
+        return self.log_path.read_text()
+
+    def wait_for_log(self, text, timeout=20):
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("%r not in the server log:\n%s" % (text, self.log()))
+            gevent.sleep(0.05)
+
+    def wait_for_exit(self, timeout=20):
+        with gevent.Timeout(timeout, AssertionError("server still running:\n" + self.log())):
+            while self.process.poll() is None:
+                gevent.sleep(0.05)
+        return self.process.returncode
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def gearbox(tmp_path):
+    servers = []
+
+    def start(**kwargs):
+        server = GearboxServer(tmp_path, **kwargs)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def connect(client_factory, server, transport):
+    import socketio
+
+    client = client_factory(socketio.Client())
+    client.connect(server.url, namespaces=["/probe"], socketio_path="socketio",
+                   transports=TRANSPORTS[transport], wait_timeout=10)
+    return client
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling", "upgrade"])
+def test_gearbox_serve_serves_pages_and_socketio_on_one_port(
+    gearbox, client_factory, transport
+):
+    server = gearbox()
+    server.wait_for_log(
+        "serving Socket.IO at http://127.0.0.1:%d/socketio (gevent, websocket via "
+        "gevent-websocket)" % server.port
+    )
+    assert requests.get(server.url + "/socketio/page", timeout=5).text == "page served"
+    client = connect(client_factory, server, transport)
+    assert client.call("ping", {"type": "ping"}, namespace="/probe", timeout=5) == "ack"
+    if transport != "polling":
+        gevent.sleep(0.2)
+        assert client.transport() == "websocket"
+
+
+def test_gearbox_patches_early_enough_for_greenlet_local_tg_context(
+    gearbox, client_factory
+):
+    server = gearbox()
+    server.wait_for_log("serving Socket.IO at")
+    clients = [connect(client_factory, server, "websocket") for _ in range(5)]
+    calls = [
+        gevent.spawn(client.call, "inspect", "client-%d" % number,
+                     namespace="/probe", timeout=10)
+        for number, client in enumerate(clients)
+    ]
+    gevent.joinall(calls, raise_error=True)
+    for number, call in enumerate(calls):
+        assert call.value["greenlet_local"] is True
+        assert call.value["label"] == "client-%d" % number
+        assert call.value["path"] == "/socketio/"
+
+
+def test_debug_true_keeps_the_page_debugger_and_socketio_working(
+    gearbox, client_factory
+):
+    server = gearbox(debug=True)
+    server.wait_for_log("serving Socket.IO at")
+    broken = requests.get(server.url + "/socketio/broken", timeout=10)
+    assert broken.status_code == 500
+    assert "a page error for the debugger" in broken.text  # backlash's page
+    for transport in ("polling", "websocket", "upgrade"):
+        client = connect(client_factory, server, transport)
+        answer = client.call("inspect", transport, namespace="/probe", timeout=5)
+        assert answer["debug"] is True
+    # an Engine.IO error is Engine.IO's answer, never a debugger page
+    bad = requests.get(server.url + "/socketio/?EIO=4&transport=polling&sid=nope",
+                       timeout=5)
+    assert bad.status_code == 400
+    assert "Traceback" not in bad.text and "<html" not in bad.text.lower()
+
+
+def test_bad_socketio_option_stops_start_up_naming_the_key(gearbox):
+    server = gearbox(extra="socketio.ping_interval = soon")
+    assert server.wait_for_exit() != 0
+    assert (
+        "socketio.ping_interval = 'soon' is not a positive number of seconds; "
+        "set it to a positive number of seconds in [app:main] of your .ini file."
+    ) in server.log()
