@@ -17,6 +17,23 @@ def current_request_locals():
     return request_local.context._current_obj()
 
 
+def current_app_config():
+    """The TG config of this request, or the process's, or ``None`` (TG 2.5)."""
+    try:
+        return request_local.config._current_obj()
+    except (AttributeError, TypeError):
+        return None
+
+
+def in_request():
+    """Tell whether a TG request (or a handler's context) is active (TG 2.5)."""
+    try:
+        request_local.context._current_obj()
+    except (AttributeError, TypeError):
+        return False
+    return True
+
+
 def push_request_locals(request_locals):
     """Make ``request_locals`` the TG context of the running greenlet.
 

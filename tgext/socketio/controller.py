@@ -13,6 +13,7 @@ from webob import Response
 
 from ._tg import current_request_locals
 from .config import parse_options
+from .emitter import register_engine
 from .engine import REQUEST_LOCALS_KEY, SocketIOEngine
 from .namespace import BaseNamespace
 
@@ -70,6 +71,7 @@ class SocketIOController(TGController):
 
             engine = SocketIOEngine(self.namespace_classes(), parse_options(config))
             self.__dict__["_tgsio_engine"] = engine
+            register_engine(config, engine)
         return engine
 
     @expose()
