@@ -70,7 +70,8 @@ def test_configuration_error_is_a_tg_config_error():
 
 
 def readme_settings_rows():
-    text = open(README, encoding="utf-8").read()
+    with open(README, encoding="utf-8") as readme:
+        text = readme.read()
     rows = {}
     for match in re.finditer(r"^``(socketio\.[a-z_]+)``\s+(.+?)\s{2,}", text, re.M):
         rows[match.group(1)] = match.group(2).strip()

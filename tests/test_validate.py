@@ -3,7 +3,8 @@ the exact error payloads clients receive; error_handler and
 exception_handler_decorator; and tgext.socketio 0.0.x's own validation cases
 (its schema signature, its FormEncode expectations) over real connections."""
 import pytest
-from formencode import Invalid, Schema, validators as fe
+from formencode import Invalid, Schema
+from formencode import validators as fe
 from gevent.queue import Empty, Queue
 from tg import validate
 from tg.validation import Convert, TGValidationError

@@ -4,6 +4,7 @@ The public names are resolved lazily: importing this package must not import
 ``tg``, because :mod:`tgext.socketio.server` (which imports this package first)
 has to monkey-patch gevent before TurboGears creates its thread locals.
 """
+
 from importlib import import_module
 
 from ._compat import refuse_gevent_socketio

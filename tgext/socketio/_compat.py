@@ -1,4 +1,5 @@
 """Import-time checks for the environment the package runs in."""
+
 from importlib import metadata
 
 

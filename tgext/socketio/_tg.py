@@ -4,6 +4,7 @@ Each function names the TurboGears versions it was checked against; the test
 suite exercises every one of them over real connections, so a TG release that
 changes them fails the tests rather than an application.
 """
+
 from tg import request_local
 
 
@@ -150,9 +151,11 @@ def _takes_state(function):
     except (TypeError, ValueError):
         return False
     required = [
-        parameter for parameter in parameters
+        parameter
+        for parameter in parameters
         if parameter.default is parameter.empty
-        and parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+        and parameter.kind
+        in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
     ]
     return len(required) == 2
 

@@ -5,6 +5,7 @@ followed by python-socketio's own keyword name, so python-socketio's
 documentation explains what each one does. ``OPTIONS`` is the single source of
 truth: the parser, the README table and its test all read it.
 """
+
 from tg.support.converters import asbool, aslist
 
 from .exceptions import ConfigurationError
@@ -64,29 +65,79 @@ def _text(value):
 
 #: key, default, converter, what a value must be (for errors), help for README
 OPTIONS = (
-    ("cors_allowed_origins", None, _origins, "a list of origins such as https://example.com, or *",
-     "origins allowed to connect from a browser; unset allows only the "
-     "page's own origin, ``*`` allows every origin"),
-    ("ping_interval", 25, _seconds, "a positive number of seconds",
-     "seconds between the server's pings"),
-    ("ping_timeout", 20, _seconds, "a positive number of seconds",
-     "seconds to wait for a client's pong before dropping it"),
-    ("max_http_buffer_size", 1000000, _positive_int, "a positive whole number of bytes",
-     "largest message, in bytes, accepted from a client"),
-    ("max_decode_packets", 1000, _positive_int, "a positive whole number",
-     "largest number of packets accepted in one long-polling request "
-     "(socket.io-client batches a burst of emits into one)"),
-    ("transports", ["polling", "websocket"], _transports, "polling, websocket or both",
-     "transports clients may use"),
-    ("allow_upgrades", True, asbool, "true or false",
-     "let long-polling clients upgrade to WebSocket"),
-    ("http_compression", True, asbool, "true or false",
-     "compress long-polling responses"),
-    ("message_queue", None, _optional_url, "a URL such as redis://localhost:6379/0",
-     "message queue shared by every process, for emits and broadcasts across "
-     "processes; unset keeps them in this process"),
-    ("channel", "socketio", _text, "a channel name",
-     "channel name on the message queue"),
+    (
+        "cors_allowed_origins",
+        None,
+        _origins,
+        "a list of origins such as https://example.com, or *",
+        "origins allowed to connect from a browser; unset allows only the "
+        "page's own origin, ``*`` allows every origin",
+    ),
+    (
+        "ping_interval",
+        25,
+        _seconds,
+        "a positive number of seconds",
+        "seconds between the server's pings",
+    ),
+    (
+        "ping_timeout",
+        20,
+        _seconds,
+        "a positive number of seconds",
+        "seconds to wait for a client's pong before dropping it",
+    ),
+    (
+        "max_http_buffer_size",
+        1000000,
+        _positive_int,
+        "a positive whole number of bytes",
+        "largest message, in bytes, accepted from a client",
+    ),
+    (
+        "max_decode_packets",
+        1000,
+        _positive_int,
+        "a positive whole number",
+        "largest number of packets accepted in one long-polling request "
+        "(socket.io-client batches a burst of emits into one)",
+    ),
+    (
+        "transports",
+        ["polling", "websocket"],
+        _transports,
+        "polling, websocket or both",
+        "transports clients may use",
+    ),
+    (
+        "allow_upgrades",
+        True,
+        asbool,
+        "true or false",
+        "let long-polling clients upgrade to WebSocket",
+    ),
+    (
+        "http_compression",
+        True,
+        asbool,
+        "true or false",
+        "compress long-polling responses",
+    ),
+    (
+        "message_queue",
+        None,
+        _optional_url,
+        "a URL such as redis://localhost:6379/0",
+        "message queue shared by every process, for emits and broadcasts across "
+        "processes; unset keeps them in this process",
+    ),
+    (
+        "channel",
+        "socketio",
+        _text,
+        "a channel name",
+        "channel name on the message queue",
+    ),
 )
 
 

@@ -6,6 +6,7 @@ call into namespace code goes through here, so that ``tg.request``,
 ``tg.config``, ``tg.app_globals``, ``tg.tmpl_context``, ``tg.cache`` and
 ``tg.translator`` are those of the connection's handshake request.
 """
+
 import gevent
 
 from ._tg import pop_request_locals, push_request_locals

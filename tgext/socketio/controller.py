@@ -4,6 +4,7 @@ Engine.IO requests reach the controller through TurboGears' own dispatch, so
 the whole middleware stack (repoze.who identity, sessions, i18n) has run on
 them; the controller then hands the raw request to python-socketio.
 """
+
 import inspect
 import logging
 
@@ -117,8 +118,10 @@ class _EngineResponse(Response):
         except Exception as error:  # the engine's boundary: keep TG/backlash out
             log.warning(
                 "Engine.IO request %s %s failed: %s: %s",
-                environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
-                type(error).__name__, error,
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+                type(error).__name__,
+                error,
             )
             body = []
             if not started:

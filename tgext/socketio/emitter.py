@@ -6,6 +6,7 @@ serves the namespace). With ``message_queue`` (or ``socketio.message_queue``
 in the config) it is published on that queue instead, which is how another
 process (a worker, a cron job) reaches clients connected to the servers.
 """
+
 import logging
 
 from ._tg import current_app_config, in_request
@@ -26,8 +27,15 @@ def register_engine(app_config, engine):
     engines.append(engine)
 
 
-def emit(event, *args, namespace="/", to=None, skip_sid=None, message_queue=None,
-         channel="socketio"):
+def emit(
+    event,
+    *args,
+    namespace="/",
+    to=None,
+    skip_sid=None,
+    message_queue=None,
+    channel="socketio",
+):
     """Send ``event`` with ``args`` to clients of ``namespace``.
 
     :param to: a room name or a client's sid; ``None`` for every client of
@@ -51,7 +59,8 @@ def emit(event, *args, namespace="/", to=None, skip_sid=None, message_queue=None
     app_config = current_app_config() if message_queue is None else None
     if app_config is not None:
         engines = [
-            engine for engine in app_config.get(ENGINES_KEY) or ()
+            engine
+            for engine in app_config.get(ENGINES_KEY) or ()
             if namespace in engine.namespace_classes
         ]
         for engine in engines:

@@ -10,6 +10,7 @@ The event path is the hot path: one dict lookup, one list append, and at most
 one greenlet per burst of events (python-socketio itself starts one greenlet
 per event), with the TG context pushed once per burst.
 """
+
 import logging
 
 import engineio
@@ -128,8 +129,12 @@ class SocketIOEngine(socketio.Server):
         connection = self._connections[self.manager.eio_sid_from_sid(sid, namespace)]
         try:
             result = call_in_context(
-                connection.request_locals, self._open_instance,
-                connection, namespace, sid, auth,
+                connection.request_locals,
+                self._open_instance,
+                connection,
+                namespace,
+                sid,
+                auth,
             )
         except Exception:  # the boundary where user code (__init__, hooks) runs
             log.exception("Unhandled exception in %s recv_connect", namespace)
@@ -204,7 +209,8 @@ class SocketIOEngine(socketio.Server):
         if instance is None:
             log.warning(
                 "event from %s ignored: not connected to namespace %s",
-                eio_sid, namespace or "/",
+                eio_sid,
+                namespace or "/",
             )
             return
         instance._tgsio_inbox.append((id, data))
@@ -246,7 +252,9 @@ class SocketIOEngine(socketio.Server):
         except Exception:  # the boundary where user handler code runs
             method_name = _method_name_of(data[0])
             log.exception("Unhandled exception in %s %s", instance.ns_name, method_name)
-            instance.error(wire.INTERNAL_SERVER_ERROR, wire.internal_error_message(method_name))
+            instance.error(
+                wire.INTERNAL_SERVER_ERROR, wire.internal_error_message(method_name)
+            )
             result = DENIED
         if id is not None:
             if result is None or is_refusal(result):
@@ -273,8 +281,10 @@ class SocketIOEngine(socketio.Server):
         self._send_packet(
             instance._tgsio_eio_sid,
             self.packet_class(
-                sio_packet.EVENT, namespace=instance.ns_name,
-                data=[event, *args], id=ack_id,
+                sio_packet.EVENT,
+                namespace=instance.ns_name,
+                data=[event, *args],
+                id=ack_id,
             ),
         )
 

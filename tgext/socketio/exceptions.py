@@ -1,4 +1,5 @@
 """The exceptions tgext.socketio raises to developers and operators."""
+
 from tg.configuration.utils import TGConfigError
 
 

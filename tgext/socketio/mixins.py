@@ -18,7 +18,9 @@ class BroadcastMixin:
 
     def broadcast_event_not_me(self, event, *args):
         """Send ``event`` to every client of this namespace but this one."""
-        self._tgsio_engine.emit(event, args, namespace=self.ns_name, skip_sid=self._tgsio_sid)
+        self._tgsio_engine.emit(
+            event, args, namespace=self.ns_name, skip_sid=self._tgsio_sid
+        )
 
 
 class RoomsMixin:

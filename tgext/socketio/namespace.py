@@ -8,6 +8,7 @@ the client leaves. Everything a subclass sees (``on_<event>`` methods, the
 ``spawn``) behaves as it did under gevent-socketio 0.3, so namespaces written
 for tgext.socketio 0.0.x run unchanged.
 """
+
 import inspect
 import logging
 
@@ -51,16 +52,27 @@ class _MethodShape:
         try:
             parameters = list(inspect.signature(method).parameters.values())
         except (TypeError, ValueError):  # a builtin or odd callable: trust it
-            self.names, self.wants_packet, self.min_args, self.max_args = (), False, 0, None
+            self.names, self.wants_packet, self.min_args, self.max_args = (
+                (),
+                False,
+                0,
+                None,
+            )
             return
         positional = [
-            parameter for parameter in parameters
-            if parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
+            parameter
+            for parameter in parameters
+            if parameter.kind
+            in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD)
         ]
         self.names = tuple(parameter.name for parameter in positional)
         self.wants_packet = len(parameters) == 1 and self.names == ("packet",)
-        self.min_args = sum(1 for parameter in positional if parameter.default is parameter.empty)
-        takes_varargs = any(parameter.kind == parameter.VAR_POSITIONAL for parameter in parameters)
+        self.min_args = sum(
+            1 for parameter in positional if parameter.default is parameter.empty
+        )
+        takes_varargs = any(
+            parameter.kind == parameter.VAR_POSITIONAL for parameter in parameters
+        )
         self.max_args = None if takes_varargs else len(positional)
 
     def arity_error(self, method_name, count):
@@ -68,7 +80,10 @@ class _MethodShape:
         if count >= self.min_args and (self.max_args is None or count <= self.max_args):
             return None
         if self.max_args == self.min_args:
-            expected = "%d argument%s" % (self.min_args, "" if self.min_args == 1 else "s")
+            expected = "%d argument%s" % (
+                self.min_args,
+                "" if self.min_args == 1 else "s",
+            )
         elif self.max_args is None:
             expected = "at least %d arguments" % self.min_args
         else:
@@ -218,12 +233,16 @@ class BaseNamespace:
             data = args[0] if args else None
             packet_type = "message" if isinstance(data, str) else "json"
             return self.process_packet(dict(packet, type=packet_type, data=data))
-        return self.call_method_with_acl(wire.method_name_for_event(name), packet, *args)
+        return self.call_method_with_acl(
+            wire.method_name_for_event(name), packet, *args
+        )
 
     def call_method_with_acl(self, method_name, packet, *args):
         """Call ``method_name`` if the ACL allows it, else send the denial."""
         if not self.is_method_allowed(method_name):
-            self.error(wire.METHOD_ACCESS_DENIED, wire.access_denied_message(method_name))
+            self.error(
+                wire.METHOD_ACCESS_DENIED, wire.access_denied_message(method_name)
+            )
             return DENIED
         return self.call_method(method_name, packet, *args)
 
@@ -285,7 +304,10 @@ class BaseNamespace:
         :param quiet: log the error but do not send it, as in 0.0.x.
         """
         log.warning(
-            "error %s for %s: %s [%s]", error_name, self._tgsio_sid, error_message,
+            "error %s for %s: %s [%s]",
+            error_name,
+            self._tgsio_sid,
+            error_message,
             self.ns_name,
         )
         if not quiet:

@@ -6,6 +6,7 @@ application, so patching gevent in the module body is early enough for
 TurboGears: its request locals are created when ``tg`` is first imported and
 must be greenlet-local. Keep ``tg`` imports out of the module body.
 """
+
 from gevent import monkey
 
 if not monkey.is_module_patched("socket"):
@@ -148,6 +149,8 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
     server.init_socket()
     log.info(
         "serving Socket.IO at http://%s:%s%s (gevent, websocket via gevent-websocket)",
-        host, server.server_port, server.resource,
+        host,
+        server.server_port,
+        server.resource,
     )
     server.serve_forever()

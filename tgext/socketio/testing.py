@@ -13,6 +13,7 @@ Example::
             client = server.connect(namespaces=["/pingpong"])
             assert client.call("ping", {"type": "ping"}, namespace="/pingpong")
 """
+
 import logging
 import time
 
@@ -81,8 +82,15 @@ class LiveServer:
                 )
             gevent.sleep(0.05)
 
-    def connect(self, namespaces=None, transport="websocket", headers=None, auth=None,
-                wait_timeout=10, **client_options):
+    def connect(
+        self,
+        namespaces=None,
+        transport="websocket",
+        headers=None,
+        auth=None,
+        wait_timeout=10,
+        **client_options,
+    ):
         """Return a ``socketio.Client`` connected to this server.
 
         :param namespaces: the namespaces to join, e.g. ``["/pingpong"]``.

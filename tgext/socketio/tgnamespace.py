@@ -6,6 +6,7 @@ on the connection's handshake; ``@validate`` runs TG 2.5's own validation
 (dicts of validators, schemas, ``Convert``, type hints) on the event's
 arguments, bound to the handler's parameter names.
 """
+
 import inspect
 
 import tg
@@ -71,5 +72,7 @@ class SocketIOTGNamespace(BaseNamespace):
             if inspect.isfunction(handler):
                 return handler(self, *args)
             return handler(*args)
-        self.error(wire.INVALID_METHOD_ARGS, _tg.explode_validation_error(failure, config))
+        self.error(
+            wire.INVALID_METHOD_ARGS, _tg.explode_validation_error(failure, config)
+        )
         return INVALID

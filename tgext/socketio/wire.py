@@ -4,6 +4,7 @@ Every name and message here is spelled as in tgext.socketio 0.0.x (itself
 following gevent-socketio): the pages of existing applications compare them
 letter for letter, so do not "fix" the grammar.
 """
+
 import re
 
 METHOD_ACCESS_DENIED = "method_access_denied"
