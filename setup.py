@@ -19,6 +19,7 @@ testing_requires = [
     "repoze.who>=2.3,<4",
     "backlash>=0.3,<0.6",
     "Beaker>=1.12,<2",
+    "tgext.pluggable>=0.8,<1",
 ]
 
 setup(

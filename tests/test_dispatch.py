@@ -165,3 +165,16 @@ def test_unknown_namespace_is_refused(serve):
     server = serve({"echo": Echo})
     with pytest.raises(socketio.exceptions.ConnectionError):
         server.connect(namespaces=["/nope"], wait_timeout=3)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_burst_of_fifty_emits_is_handled_in_order(serve, transport):
+    # Over polling the client batches queued packets into one POST; Engine.IO
+    # would drop a POST of more than 16 packets without socketio.max_decode_packets.
+    server = serve({"echo": Echo})
+    client = server.connect(namespaces=["/echo"], transport=transport)
+    acks = Queue()
+    for number in range(50):
+        client.emit("add", (number, 1000), namespace="/echo",
+                    callback=lambda total: acks.put(total))
+    assert [acks.get(timeout=10) for _ in range(50)] == list(range(1000, 1050))
