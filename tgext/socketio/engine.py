@@ -143,7 +143,11 @@ class SocketIOEngine(socketio.Server):
             instance = self._forget(sid)
             if instance is not None and hasattr(instance, "jobs"):
                 instance.kill_local_jobs()
-            return False
+            # Returning False would make python-socketio send a DISCONNECT
+            # carrying a reason, which socket.io-client 4.x rejects as a parse
+            # error, dropping every namespace of the connection. A plain
+            # DISCONNECT ends only this namespace.
+            self.disconnect(sid, namespace=namespace, ignore_queue=True)
         return True
 
     def _open_instance(self, connection, namespace, sid, auth):

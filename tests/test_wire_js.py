@@ -1,0 +1,447 @@
+"""The official JavaScript client, socket.io-client 4.x under node, against a
+real server, over long-polling, WebSocket, and polling upgraded to WebSocket.
+
+Each client is ``tests/js/client.js`` in a node process: the test writes JSON
+commands to its stdin and reads what the client saw, one JSON line each, from
+its stdout (see the script's header for the protocol).
+"""
+import base64
+import importlib.util
+import itertools
+import json
+import os
+import shutil
+import subprocess
+
+import gevent
+import pytest
+from gevent.queue import Empty, Queue
+
+from tgext.socketio import BaseNamespace
+
+from .conftest import build_app, controller_for
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.dirname(HERE)
+CLIENT_JS = os.path.join(HERE, "js", "client.js")
+EXAMPLE_APP = os.path.join(TOP, "examples", "pingpong", "app.py")
+
+#: test id -> the client's ``transports`` option (None: its default, polling
+#: then the upgrade to WebSocket)
+TRANSPORTS = {"polling": ["polling"], "websocket": ["websocket"], "upgrade": None}
+#: test id -> the transport the client opens with, then the one it ends on
+FIRST_TRANSPORT = {"polling": "polling", "websocket": "websocket", "upgrade": "polling"}
+LAST_TRANSPORT = {"polling": "polling", "websocket": "websocket", "upgrade": "websocket"}
+
+all_transports = pytest.mark.parametrize("transport", list(TRANSPORTS))
+
+
+class PingPong(BaseNamespace):
+    def on_ping(self, attack):
+        if attack["type"] == "fireball":
+            for _ in range(10):
+                self.emit("pong", {"sound": "bang!"})
+        else:
+            self.emit("pong", {"sound": "pong"})
+
+    def on_add(self, a, b):
+        return a + b
+
+    def on_pair(self):
+        return "one", 2
+
+    def on_nothing(self):
+        return None
+
+    def on_echo(self, value):
+        return value
+
+    def on_reverse_bytes(self, blob):
+        self.emit("bytes back", {"nested": [blob]}, blob[::-1])
+        return type(blob).__name__, blob[::-1]
+
+    def on_ask_client(self, question):
+        answer = self.call("question", question, timeout=5)
+        return "client said", answer
+
+    def on_ask_with_callback(self, question):
+        self.emit("question", question, callback=self._got_answer)
+
+    def _got_answer(self, *args):
+        self.emit("answer received", *args)
+
+    def on_secret(self):
+        return "the secret"
+
+
+class Guarded(PingPong):
+    def get_initial_acl(self):
+        # as in gevent-socketio, the ACL covers the recv_* hooks too
+        return {"recv_connect", "recv_disconnect", "on_ping"}
+
+
+def js_bytes(data, type="Buffer"):
+    """How client.js writes (and reads) binary data in its JSON lines."""
+    return {"$binary": base64.b64encode(data).decode("ascii"), "type": type}
+
+
+class JsClient:
+    """A running ``tests/js/client.js``: send commands, read what it saw.
+
+    Every line the client writes is kept, in order, in ``messages``; the
+    ``wait*`` methods read lines until the one they wait for has arrived.
+    """
+
+    def __init__(self, url, transports, path="/socketio"):
+        options = {"url": url, "path": path, "transports": transports}
+        self.process = subprocess.Popen(
+            [shutil.which("node") or "node", CLIENT_JS, json.dumps(options)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=TOP,
+        )
+        self.messages = []
+        self._lines = Queue()
+        self._stderr = []
+        self._ids = itertools.count(1)
+        self._readers = [
+            gevent.spawn(self._read_stdout),
+            gevent.spawn(self._read_stderr),
+        ]
+
+    def _read_stdout(self):
+        for line in self.process.stdout:
+            self._lines.put(json.loads(line))
+        self._lines.put(None)
+
+    def _read_stderr(self):
+        for line in self.process.stderr:
+            self._stderr.append(line.decode("utf-8", "replace"))
+
+    def send(self, op, **command):
+        self.process.stdin.write((json.dumps(dict(command, op=op)) + "\n").encode())
+        self.process.stdin.flush()
+
+    def wait(self, predicate, timeout=5, seen=False):
+        """Read lines until one satisfies ``predicate``; return it.
+
+        :param seen: look first among the lines already read.
+        """
+        for message in self.messages if seen else ():
+            if predicate(message):
+                return message
+        with gevent.Timeout(timeout, False):
+            while True:
+                message = self._lines.get()
+                if message is None:
+                    break
+                self.messages.append(message)
+                if predicate(message):
+                    return message
+        raise AssertionError(
+            "client.js did not report what was awaited within %ss; it reported "
+            "%s; stderr: %s" % (timeout, self.messages, "".join(self._stderr))
+        )
+
+    def wait_for_type(self, type, timeout=5, seen=False):
+        return self.wait(lambda message: message["type"] == type, timeout, seen)
+
+    def emit(self, event, *args):
+        self.send("emit", event=event, args=list(args))
+
+    def emit_with_ack(self, event, *args):
+        """Emit asking for an acknowledgement; return the ack's id."""
+        ack_id = next(self._ids)
+        self.send("emit", event=event, args=list(args), id=ack_id)
+        return ack_id
+
+    def wait_for_ack(self, ack_id, timeout=5):
+        message = self.wait(
+            lambda message: message["type"] == "ack" and message["id"] == ack_id, timeout
+        )
+        return message["args"]
+
+    def call(self, event, *args, timeout=5):
+        """Emit with an ack callback; return the callback's arguments."""
+        return self.wait_for_ack(self.emit_with_ack(event, *args), timeout)
+
+    def events(self, name):
+        """The arguments of every ``name`` event read so far, in order."""
+        return [
+            message["args"] for message in self.messages
+            if message["type"] == "event" and message["event"] == name
+        ]
+
+    def transport(self):
+        self.send("status")
+        return self.wait_for_type("status")["transport"]
+
+    def pending_lines(self):
+        """Lines written but not read yet (without waiting)."""
+        lines = []
+        while True:
+            try:
+                message = self._lines.get_nowait()
+            except Empty:
+                return lines
+            if message is not None:
+                self.messages.append(message)
+                lines.append(message)
+
+    def close(self, timeout=5):
+        """Disconnect the client and wait for node to exit (kill it if not)."""
+        if self.process.poll() is None:
+            try:
+                self.send("close")
+                self.process.stdin.close()
+                self.process.wait(timeout=timeout)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+                self.process.wait()
+        gevent.joinall(self._readers, timeout=timeout)
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            pipe.close()
+
+
+@pytest.fixture
+def js_client(live_server):
+    """Factory: ``js_client(server, "/pingpong", "polling")`` -> a connected JsClient.
+
+    Depends on ``live_server`` so that clients close before servers stop.
+    """
+    clients = []
+
+    def connect(server, namespace="/pingpong", transport="websocket"):
+        client = JsClient(server.url + namespace, TRANSPORTS[transport], server.resource)
+        clients.append(client)
+        opened = client.wait(lambda m: m["type"] in ("open", "connect_error"))
+        assert opened == {"type": "open", "transport": FIRST_TRANSPORT[transport]}
+        connected = client.wait(lambda m: m["type"] in ("connect", "connect_error", "disconnect"))
+        assert connected["type"] == "connect", connected
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def pingpong(serve, js_client):
+    """Factory: ``pingpong(transport)`` -> a client of PingPong on /pingpong."""
+
+    def connect(transport):
+        return js_client(serve({"pingpong": PingPong}), "/pingpong", transport)
+
+    return connect
+
+
+# -- transports ---------------------------------------------------------------
+
+
+@all_transports
+def test_client_ends_on_the_transport_of_its_mode(pingpong, transport):
+    client = pingpong(transport)
+    if transport == "upgrade":
+        upgrade = client.wait_for_type("upgrade", seen=True)  # may come before "connect"
+        assert upgrade == {"type": "upgrade", "transport": "websocket"}
+    assert client.transport() == LAST_TRANSPORT[transport]
+    assert client.call("add", 2, 3) == [5]
+
+
+# -- events -------------------------------------------------------------------
+
+
+@all_transports
+def test_ping_gets_one_pong(pingpong, transport):
+    client = pingpong(transport)
+    client.emit("ping", {"type": "ping"})
+    pong = client.wait(lambda message: message["type"] == "event")
+    assert pong == {"type": "event", "event": "pong", "args": [{"sound": "pong"}], "ack": False}
+
+
+@all_transports
+def test_fireball_gets_exactly_ten_pongs(pingpong, transport):
+    client = pingpong(transport)
+    client.emit("ping", {"type": "fireball"})
+    # Events of one namespace are handled in order: once the next event is
+    # acknowledged, every pong of the fireball has been sent before it.
+    assert client.call("nothing") == []
+    assert client.events("pong") == [[{"sound": "bang!"}]] * 10
+    assert client.pending_lines() == []
+
+
+# -- acknowledgements ---------------------------------------------------------
+
+
+@all_transports
+def test_return_value_is_the_clients_ack_callback_arguments(pingpong, transport):
+    client = pingpong(transport)
+    assert client.call("add", 2, 3) == [5]
+    assert client.call("pair") == ["one", 2]
+    assert client.call("nothing") == []
+    assert client.call("echo", {"a": [1, None, "é"]}) == [{"a": [1, None, "é"]}]
+
+
+@all_transports
+def test_call_returns_the_clients_ack_arguments(pingpong, transport):
+    client = pingpong(transport)
+    client.send("answer", event="question", args=["yes", 2])
+    assert client.call("ask_client", "life?") == ["client said", ["yes", 2]]
+    questions = [m for m in client.messages if m.get("event") == "question"]
+    assert questions == [{"type": "event", "event": "question", "args": ["life?"], "ack": True}]
+
+
+@all_transports
+def test_emit_callback_gets_the_clients_ack_arguments(pingpong, transport):
+    client = pingpong(transport)
+    client.send("answer", event="question", args=["yes", 2])
+    client.emit("ask_with_callback", "callback?")
+    received = client.wait(lambda m: m["type"] == "event" and m["event"] == "answer received")
+    assert received["args"] == ["yes", 2]
+    assert client.events("question") == [["callback?"]]
+
+
+# -- errors -------------------------------------------------------------------
+
+
+@all_transports
+@pytest.mark.parametrize("event, error", [
+    ("nope", ["no_such_method", 'The method "on_nope" was not found']),
+    ("bad-name!", ["unallowed_event_name", "name must only contains alpha numerical characters"]),
+], ids=["no_such_method", "unallowed_event_name"])
+def test_refused_event_sends_error_event_with_name_and_message(pingpong, transport, event, error):
+    client = pingpong(transport)
+    client.emit(event, "x")
+    assert client.call("nothing") == []  # handled in order: the error came first
+    assert client.events("error") == [error]
+
+
+@all_transports
+def test_acl_denied_event_sends_method_access_denied(serve, js_client, transport):
+    client = js_client(serve({"guarded": Guarded}), "/guarded", transport)
+    client.emit("secret")
+    assert client.call("ping", {"type": "ping"}) == []
+    assert client.events("error") == [
+        ["method_access_denied", 'You do not have access to method "on_secret"']
+    ]
+    assert client.events("pong") == [[{"sound": "pong"}]]
+
+
+class MembersOnly(BaseNamespace):
+    def get_initial_acl(self):
+        return {"on_ping"}  # recv_connect is not allowed: every client is refused
+
+
+@all_transports
+def test_refused_namespace_gets_error_then_a_clean_disconnect(serve, js_client, transport):
+    # A DISCONNECT carrying a reason would be a parse error for socket.io-client
+    # 4.x, closing the whole connection: the refusal must end only the namespace.
+    client = js_client(serve({"members": MembersOnly}), "/members", transport)
+    disconnect = client.wait_for_type("disconnect", seen=True)
+    assert disconnect == {"type": "disconnect", "reason": "io server disconnect"}
+    assert client.events("error") == [
+        ["method_access_denied", 'You do not have access to method "recv_connect"']
+    ]
+
+
+# -- batching and binary ------------------------------------------------------
+
+
+def test_burst_of_50_emits_over_polling_is_batched_and_all_acked(live_server, js_client):
+    app = build_app(controller_for({"pingpong": PingPong}))
+    posts = []
+
+    def count_posts(environ, start_response):
+        if environ["REQUEST_METHOD"] == "POST":
+            posts.append(environ["PATH_INFO"])
+        return app(environ, start_response)
+
+    client = js_client(live_server(count_posts), "/pingpong", "polling")
+    posts.clear()
+    client.send("batch", commands=[
+        {"op": "emit", "event": "echo", "args": [index], "id": index} for index in range(50)
+    ])
+    client.wait_for_ack(49)
+    acks = [message for message in client.messages if message["type"] == "ack"]
+    assert acks == [{"type": "ack", "id": index, "args": [index]} for index in range(50)]
+    # socket.io-client sends the first emit, then the 49 queued meanwhile in
+    # one POST: more than python-engineio's default of 16 packets per POST.
+    assert 1 <= len(posts) <= 2, posts
+
+
+@all_transports
+@pytest.mark.parametrize("js_type", ["Buffer", "ArrayBuffer"])
+def test_binary_arrives_as_bytes_and_bytes_arrive_as_binary(pingpong, transport, js_type):
+    client = pingpong(transport)
+    blob = bytes(range(256))
+    # node's socket.io-client hands received binary over as a Buffer (a
+    # browser's, as an ArrayBuffer); a base64 text would arrive as a string.
+    assert client.call("reverse_bytes", js_bytes(blob, js_type)) == [
+        "bytes", js_bytes(blob[::-1], "Buffer")
+    ]
+    assert client.events("bytes back") == [
+        [{"nested": [js_bytes(blob, "Buffer")]}, js_bytes(blob[::-1], "Buffer")]
+    ]
+
+
+# -- the ping-pong example ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def example_module():
+    """``examples/pingpong/app.py``, imported from its file as ``app``."""
+    spec = importlib.util.spec_from_file_location("app", EXAMPLE_APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def example(example_module, live_server, js_client):
+    """Factory: ``example(transport)`` -> a client of the example's /pingpong."""
+
+    def connect(transport):
+        server = live_server(example_module.make_app({}), resource="socketio")
+        return js_client(server, "/pingpong", transport)
+
+    return connect
+
+
+@all_transports
+def test_example_fireball_gets_ten_bangs(example, transport):
+    client = example(transport)
+    client.emit("ping", {"type": "fireball"})
+    assert client.call("ping", {"type": "ping"}) == []
+    assert client.events("pong") == [[{"sound": "bang!"}]] * 10 + [[{"sound": "pong"}]]
+    assert client.events("error") == []
+
+
+@all_transports
+def test_example_ping_gets_one_pong(example, transport):
+    client = example(transport)
+    assert client.call("ping", {"type": "ping"}) == []
+    assert client.events("pong") == [[{"sound": "pong"}]]
+
+
+@all_transports
+def test_example_error_attack_sends_invalid_method_args(example, transport):
+    client = example(transport)
+    client.emit("ping", {"type": "error"})
+    assert client.call("ping", {"type": "ping"}) == []
+    assert client.events("error") == [["invalid_method_args", {"attack": "Got an error!"}]]
+    assert client.events("pong") == [[{"sound": "pong"}]]
+
+
+@all_transports
+def test_example_auto_attack_is_a_ping_or_a_fireball_chosen_by_the_server(example, transport):
+    client = example(transport)
+    outcomes = set()
+    for _ in range(40):  # both outcomes show up unless a coin lands 40 times alike
+        before = len(client.events("pong"))
+        assert client.call("ping", {"type": "auto"}) == []
+        pongs = client.events("pong")[before:]
+        assert pongs in ([[{"sound": "pong"}]], [[{"sound": "bang!"}]] * 10)
+        outcomes.add(len(pongs))
+        if outcomes == {1, 10}:
+            break
+    assert outcomes == {1, 10}
+    assert client.events("error") == []
