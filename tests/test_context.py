@@ -49,6 +49,12 @@ def make_namespace(seen):
             gevent.sleep(delay)  # other clients' handlers run meanwhile
             return [before, user_of_request(), self.request.identity["repoze.who.userid"]]
 
+        def on_ask(self):
+            def answered(*args):
+                self.emit("answered", user_of_request(), list(args))
+
+            self.emit("question", callback=answered)
+
         def on_spawned(self):
             def job():
                 self.emit("from job", user_of_request(), context_report()["path"])
@@ -97,6 +103,15 @@ def test_spawned_greenlets_run_in_the_connections_context(server):
     client.on("from job", lambda *args: from_job.put(args), namespace="/context")
     client.emit("spawned", namespace="/context")
     assert from_job.get(timeout=5) == ("fred", "/socketio/")
+
+
+def test_emit_callbacks_run_in_the_connections_context(server):
+    client = server.connect(namespaces=["/context"], headers={"X-Test-User": "gina"})
+    client.on("question", lambda: "forty-two", namespace="/context")
+    answered = Queue()
+    client.on("answered", lambda *args: answered.put(args), namespace="/context")
+    client.emit("ask", namespace="/context")
+    assert answered.get(timeout=5) == ("gina", ["forty-two"])
 
 
 def test_fifty_identities_interleaving_each_see_their_own(server):

@@ -11,6 +11,7 @@ one greenlet per burst of events (python-socketio itself starts one greenlet
 per event), with the TG context pushed once per burst.
 """
 
+import functools
 import logging
 
 import engineio
@@ -116,6 +117,19 @@ class SocketIOEngine(socketio.Server):
         finally:
             self._connections.pop(eio_sid, None)
 
+    def _handle_eio_message(self, eio_sid, data):
+        try:
+            super()._handle_eio_message(eio_sid, data)
+        except ValueError as error:
+            # Undecodable JSON, an unknown packet type, a stray attachment:
+            # python-engineio would log a traceback per packet. One line, and
+            # the connection that sent it ends; user code never runs here
+            # (events run in their own greenlet, callbacks are wrapped).
+            log.warning("malformed packet from %s: %s; closing it", eio_sid, error)
+            socket = self.eio.sockets.pop(eio_sid, None)
+            if socket is not None:
+                socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+
     def _trigger_event(self, event, namespace, *args):
         # python-socketio calls this for the reserved events only: ordinary
         # events arrive through _handle_event below.
@@ -207,9 +221,19 @@ class SocketIOEngine(socketio.Server):
     # -- events -------------------------------------------------------------------
 
     def _handle_event(self, eio_sid, namespace, id, data):
-        instance = self._instances.get(
-            self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
-        )
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
+        instance = self._instances.get(sid)
+        if type(data) is not list or not data:
+            # "42{}" or '42"text"' decode to a dict or a string, not [name, ...]
+            log.warning(
+                "malformed event %.60r from %s: disconnecting it [%s]",
+                data,
+                eio_sid,
+                namespace or "/",
+            )
+            if instance is not None:
+                self.disconnect(sid, namespace=namespace or "/", ignore_queue=True)
+            return
         if instance is None:
             log.warning(
                 "event from %s ignored: not connected to namespace %s",
@@ -281,7 +305,10 @@ class SocketIOEngine(socketio.Server):
         skips the room lookup and any message queue.
         """
         sid = instance._tgsio_sid
-        ack_id = self.manager._generate_ack_id(sid, callback) if callback else None
+        ack_id = None
+        if callback is not None:
+            callback = functools.partial(self._run_callback, instance, callback)
+            ack_id = self.manager._generate_ack_id(sid, callback)
         self._send_packet(
             instance._tgsio_eio_sid,
             self.packet_class(
@@ -291,6 +318,14 @@ class SocketIOEngine(socketio.Server):
                 id=ack_id,
             ),
         )
+
+    @staticmethod
+    def _run_callback(instance, callback, *args):
+        """Run an ``emit(callback=)`` callback as a handler: TG context, errors logged."""
+        try:
+            call_in_context(instance._tgsio_request_locals, callback, *args)
+        except Exception:  # the boundary where user callback code runs
+            log.exception("Unhandled exception in %s ack callback", instance.ns_name)
 
 
 def _method_name_of(event_name):

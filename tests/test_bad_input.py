@@ -1,0 +1,89 @@
+"""Bad input on the wire: malformed packets, undecodable frames, oversized
+messages. The client gets an error or is disconnected, the server logs one
+line, and every other client carries on."""
+import logging
+
+import pytest
+import websocket
+
+from tgext.socketio import BaseNamespace
+
+
+class Echo(BaseNamespace):
+    def on_add(self, a, b):
+        return a + b
+
+
+@pytest.fixture
+def server(serve):
+    return serve({"echo": Echo}, config={"socketio.max_http_buffer_size": 10000})
+
+
+@pytest.fixture
+def raw_socket(server):
+    """A WebSocket speaking Engine.IO/Socket.IO frames by hand, joined to /echo."""
+    sockets = []
+
+    def open_socket():
+        url = server.url.replace("http", "ws") + "/socketio/?EIO=4&transport=websocket"
+        sock = websocket.create_connection(url, timeout=5)
+        sockets.append(sock)
+        assert sock.recv().startswith('0{"sid":')
+        sock.send("40/echo,")
+        assert sock.recv().startswith('40/echo,{"sid":')
+        return sock
+
+    yield open_socket
+    for sock in sockets:
+        sock.close()
+
+
+def receive_skipping_pings(sock):
+    while True:
+        frame = sock.recv()
+        if frame != "2":
+            return frame
+        sock.send("3")
+
+
+@pytest.mark.parametrize("payload", ["{}", '"just text"', "[]"])
+def test_malformed_event_disconnects_that_namespace_with_one_log_line(
+    server, raw_socket, payload, caplog
+):
+    healthy = server.connect(namespaces=["/echo"])
+    sock = raw_socket()
+    with caplog.at_level(logging.WARNING, logger="tgext.socketio"):
+        sock.send("42/echo,1" + payload)
+        assert receive_skipping_pings(sock) == "41/echo,"
+    warnings = [r for r in caplog.records if "malformed event" in r.getMessage()]
+    assert len(warnings) == 1
+    assert healthy.call("add", (1, 2), namespace="/echo", timeout=5) == 3
+
+
+def test_undecodable_frame_closes_only_that_connection(server, raw_socket, caplog):
+    healthy = server.connect(namespaces=["/echo"])
+    sock = raw_socket()
+    with caplog.at_level(logging.WARNING):
+        sock.send("garbage")
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                receive_skipping_pings(sock)
+    assert healthy.call("add", (2, 2), namespace="/echo", timeout=5) == 4
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_oversized_message_closes_only_that_connection(server, raw_socket):
+    healthy = server.connect(namespaces=["/echo"])
+    sock = raw_socket()
+    sock.send('42/echo,["add","%s",1]' % ("x" * 20000))
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        while True:
+            receive_skipping_pings(sock)
+    assert healthy.call("add", (3, 2), namespace="/echo", timeout=5) == 5
+
+
+def test_event_for_a_namespace_not_joined_is_ignored(server, raw_socket):
+    sock = raw_socket()
+    sock.send('42/other,2["add",1,2]')
+    sock.send('42/echo,3["add",1,2]')
+    assert receive_skipping_pings(sock) == "43/echo,3[3]"
