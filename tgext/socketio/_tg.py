@@ -6,6 +6,7 @@ changes them fails the tests rather than an application.
 """
 
 from tg import request_local
+from tg.predicates import NotAuthorizedError
 
 
 def current_request_locals():
@@ -85,8 +86,6 @@ def requirements_met(method, environ):
     TG 2.5.0-2.5.1: each ``require`` keeps its predicate as ``.predicate``; its
     own ``_check_authorization`` hook is HTTP-only (status codes, flash).
     """
-    from tg.predicates import NotAuthorizedError
-
     decoration = decoration_of(method)
     if decoration is None:
         return True

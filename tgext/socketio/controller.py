@@ -105,6 +105,13 @@ class _EngineResponse(Response):
         self._tgsio_engine = engine
 
     def __call__(self, environ, start_response):
+        if environ.get("wsgi.websocket") is not None:
+            # gevent-websocket has answered 101 already and ignores the status;
+            # give the WSGI stack one so it can return at once. The WebSocket
+            # then runs when the server iterates the body, once TG's frames
+            # have unwound: each open connection parks a smaller greenlet.
+            start_response("101 Switching Protocols", [])
+            return _WebSocketBody(self._tgsio_engine, environ)
         # Set-Cookie headers TG copied from tg.response (auth_tkt reissue).
         cookies = [("Set-Cookie", value) for value in self.headers.getall("Set-Cookie")]
         started = []
@@ -131,3 +138,29 @@ class _EngineResponse(Response):
             # without calling start_response (gevent-websocket answered 101).
             engine_start_response("200 OK", [("Content-Length", "0")])
         return body
+
+
+class _WebSocketBody:
+    """The body of an upgraded request: iterating it runs the WebSocket."""
+
+    def __init__(self, engine, environ):
+        self._engine = engine
+        self._environ = environ
+
+    def __iter__(self):
+        engine, environ = self._engine, self._environ
+        self._engine = self._environ = None
+        try:
+            engine.handle_request(environ, _ignore_start_response)
+        except Exception as error:  # the engine's boundary, as for HTTP requests
+            log.warning(
+                "WebSocket %s failed: %s: %s",
+                environ.get("PATH_INFO"),
+                type(error).__name__,
+                error,
+            )
+        return iter(())
+
+
+def _ignore_start_response(status, headers, exc_info=None):
+    return None

@@ -4,24 +4,19 @@ python-socketio owns the wire (Engine.IO transports, Socket.IO packets, acks,
 binary attachments). This module subclasses its ``Server`` at the three points
 where gevent-socketio's model differs from python-socketio's handler model:
 a namespace connect creates a ``BaseNamespace`` instance, a disconnect tears
-it down, and events are handed to that instance in arrival order.
-
-The event path is the hot path: one dict lookup, one list append, and at most
-one greenlet per burst of events (python-socketio itself starts one greenlet
-per event), with the TG context pushed once per burst.
+it down, and events are handed to that instance (through
+:mod:`tgext.socketio.dispatch`) in arrival order.
 """
 
 import functools
 import logging
 
 import engineio
-import gevent
 import socketio
 from socketio import packet as sio_packet
 
-from . import wire
-from ._tg import pop_request_locals, push_request_locals
 from .context import call_in_context
+from .dispatch import EventDispatcher
 from .namespace import DENIED, is_refusal
 
 log = logging.getLogger(__name__)
@@ -38,7 +33,9 @@ class _PacketTraceLogger(logging.LoggerAdapter):
     """
 
     def info(self, msg, *args, **kwargs):
-        self.debug(msg, *args, **kwargs)
+        # called for every packet: check the level before anything else
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(msg, *args, **kwargs)
 
 
 class Connection:
@@ -77,6 +74,7 @@ class SocketIOEngine(socketio.Server):
         self.namespace_classes = dict(namespace_classes)
         self._connections = {}  # Engine.IO sid -> Connection
         self._instances = {}  # Socket.IO sid -> namespace instance
+        self._dispatcher = EventDispatcher(self)
         # A client that batches more than 16 queued packets into one polling
         # POST (socket.io-client does, for any burst of emits) would have the
         # whole POST dropped. The limit is a class attribute, so it is
@@ -241,62 +239,7 @@ class SocketIOEngine(socketio.Server):
                 namespace or "/",
             )
             return
-        instance._tgsio_inbox.append((id, data))
-        if not instance._tgsio_draining:
-            instance._tgsio_draining = True
-            gevent.spawn(self._drain, instance)
-
-    def _drain(self, instance):
-        """Handle an instance's queued events in order, in one greenlet.
-
-        gevent-socketio handled one connection's events to one namespace in
-        arrival order; python-socketio would run each in its own greenlet.
-        """
-        request_locals = instance._tgsio_request_locals
-        inbox = instance._tgsio_inbox
-        if request_locals is not None:
-            push_request_locals(request_locals)
-        try:
-            while inbox:
-                id, data = inbox.pop(0)
-                self._dispatch_event(instance, id, data)
-        finally:
-            instance._tgsio_draining = False
-            if request_locals is not None:
-                pop_request_locals(request_locals)
-
-    def _dispatch_event(self, instance, id, data):
-        event_packet = {
-            "type": "event",
-            "name": data[0],
-            "args": data[1:],
-            "endpoint": instance.ns_name,
-        }
-        if id is not None:
-            event_packet["id"] = id
-            event_packet["ack"] = "data"
-        try:
-            result = instance.process_packet(event_packet)
-        except Exception:  # the boundary where user handler code runs
-            method_name = _method_name_of(data[0])
-            log.exception("Unhandled exception in %s %s", instance.ns_name, method_name)
-            instance.error(
-                wire.INTERNAL_SERVER_ERROR, wire.internal_error_message(method_name)
-            )
-            result = DENIED
-        if id is not None:
-            if result is None or is_refusal(result):
-                ack_args = []
-            elif isinstance(result, tuple):
-                ack_args = list(result)
-            else:
-                ack_args = [result]
-            self._send_packet(
-                instance._tgsio_eio_sid,
-                self.packet_class(
-                    sio_packet.ACK, namespace=instance.ns_name, id=id, data=ack_args
-                ),
-            )
+        self._dispatcher.submit(instance, id, data)
 
     def send_event(self, instance, event, args, callback=None):
         """Send ``event`` with ``args`` to one instance's client, directly.
@@ -326,12 +269,6 @@ class SocketIOEngine(socketio.Server):
             call_in_context(instance._tgsio_request_locals, callback, *args)
         except Exception:  # the boundary where user callback code runs
             log.exception("Unhandled exception in %s ack callback", instance.ns_name)
-
-
-def _method_name_of(event_name):
-    if isinstance(event_name, str):
-        return wire.method_name_for_event(event_name)
-    return repr(event_name)
 
 
 def _client_manager(options):

@@ -9,8 +9,6 @@ arguments, bound to the handler's parameter names.
 
 import inspect
 
-import tg
-
 from . import _tg, wire
 from .namespace import INVALID, BaseNamespace, method_shape
 
@@ -52,7 +50,7 @@ class SocketIOTGNamespace(BaseNamespace):
             self.error(wire.INVALID_METHOD_ARGS, mismatch)
             return INVALID
 
-        config = tg.config
+        config = _tg.current_app_config()  # the dict itself: no proxy per lookup
         failures = _tg.validation_exceptions(config)
         params = dict(zip(shape.names, args))
         for intent in intents:

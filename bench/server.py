@@ -1,0 +1,77 @@
+"""One benchmark server: ``python bench/server.py tgext|raw``.
+
+Both kinds answer the event ``ping`` on the namespace ``/pingpong`` with the
+event ``pong`` ``{"sound": "pong"}`` and are served by the same
+``tgext.socketio.server.SocketIOServer`` under ``/socketio``, so only the WSGI
+application differs:
+
+``tgext``
+    the ping-pong example (``examples/pingpong/app.py``): the whole TurboGears
+    stack, a ``SocketIOController`` and a ``SocketIOTGNamespace`` whose
+    ``on_ping`` goes through ``@validate``.
+``raw``
+    python-socketio alone: a ``socketio.Namespace`` in a ``socketio.WSGIApp``.
+
+The server listens on 127.0.0.1 (port 0 picks a free one), prints its port on
+a line of its own once listening, and serves until killed.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()  # before tg is imported: its request locals must be greenlet-local
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import socketio  # noqa: E402
+
+from tgext.socketio.server import SocketIOServer, check_monkey_patching  # noqa: E402
+
+RESOURCE = "socketio"
+PINGPONG_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "pingpong"
+)
+
+
+def tgext_app():
+    """The ping-pong example app, as ``gearbox serve`` would build it."""
+    sys.path.insert(0, PINGPONG_DIR)
+    from app import make_app
+
+    check_monkey_patching()
+    return make_app()
+
+
+class PingPong(socketio.Namespace):
+    def on_ping(self, sid, attack):
+        self.emit("pong", {"sound": "pong"}, to=sid)
+
+
+def raw_app():
+    """The same ping-pong on python-socketio with nothing in between."""
+    sio = socketio.Server(async_mode="gevent")
+    sio.register_namespace(PingPong("/pingpong"))
+    return socketio.WSGIApp(sio, socketio_path=RESOURCE)
+
+
+APPS = {"tgext": tgext_app, "raw": raw_app}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=sorted(APPS))
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    server = SocketIOServer(
+        ("127.0.0.1", args.port), APPS[args.kind](), resource=RESOURCE
+    )
+    server.init_socket()
+    print(server.server_port, flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

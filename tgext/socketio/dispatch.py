@@ -1,0 +1,122 @@
+"""Event dispatch: each namespace instance's events in arrival order, run on a
+pool of reusable greenlets.
+
+gevent-socketio handled one client's events to one namespace one after the
+other; python-socketio would start a greenlet per event, so two events of a
+client could overlap and finish out of order. Here every instance has an inbox;
+the first event of a burst hands the instance to a worker greenlet, which runs
+the whole inbox with the connection's TG context pushed once.
+
+Workers are reused: a new greenlet would start with empty greenlet-local
+storage, and TG's context push would rebuild it on every burst (measured: this
+alone made the event path ~40% more expensive per round trip than raw
+python-socketio). A worker is started only when no idle one is waiting, and at
+most ``max_idle_workers`` wait, so a burst of slow handlers leaves no crowd
+of idle greenlets behind.
+"""
+import logging
+
+import gevent
+from gevent.queue import Queue
+from socketio import packet as sio_packet
+
+from . import wire
+from ._tg import pop_request_locals, push_request_locals
+from .namespace import DENIED, is_refusal
+
+log = logging.getLogger(__name__)
+
+
+class EventDispatcher:
+    """Runs namespace instances' queued events on reusable worker greenlets.
+
+    :param engine: the ``SocketIOEngine`` whose acknowledgements it sends.
+    """
+
+    def __init__(self, engine, max_idle_workers=64):
+        self._engine = engine
+        self.max_idle_workers = max_idle_workers
+        self._ready = Queue()  # instances with events waiting for a worker
+        self._idle_workers = 0  # workers blocked on _ready.get()
+
+    def submit(self, instance, id, data):
+        """Queue one event (``data`` is ``[name, *args]``) for ``instance``."""
+        instance._tgsio_inbox.append((id, data))
+        if instance._tgsio_draining:
+            return  # its worker will get to it, in order
+        instance._tgsio_draining = True
+        ready = self._ready
+        ready.put(instance)
+        # Workers woken by earlier puts of this loop iteration are still
+        # counted as idle until they run: start one more only when the
+        # instances waiting outnumber the workers that will take them.
+        if ready.qsize() > self._idle_workers:
+            gevent.spawn(self._work)
+
+    def _work(self):
+        ready = self._ready
+        while True:
+            self._idle_workers += 1
+            try:
+                instance = ready.get()
+            finally:
+                self._idle_workers -= 1
+            self._drain(instance)
+            instance = None  # do not keep a client's namespace alive while idle
+            if self._idle_workers >= self.max_idle_workers and not ready.qsize():
+                return
+
+    def _drain(self, instance):
+        request_locals = instance._tgsio_request_locals
+        inbox = instance._tgsio_inbox
+        if request_locals is not None:
+            push_request_locals(request_locals)
+        try:
+            while inbox:
+                id, data = inbox.pop(0)
+                self._dispatch(instance, id, data)
+        finally:
+            instance._tgsio_draining = False
+            if request_locals is not None:
+                pop_request_locals(request_locals)
+
+    def _dispatch(self, instance, id, data):
+        event_packet = {
+            "type": "event",
+            "name": data[0],
+            "args": data[1:],
+            "endpoint": instance.ns_name,
+        }
+        if id is not None:
+            event_packet["id"] = id
+            event_packet["ack"] = "data"
+        try:
+            result = instance.process_packet(event_packet)
+        except Exception:  # the boundary where user handler code runs
+            method_name = _method_name_of(data[0])
+            log.exception("Unhandled exception in %s %s", instance.ns_name, method_name)
+            instance.error(
+                wire.INTERNAL_SERVER_ERROR, wire.internal_error_message(method_name)
+            )
+            result = DENIED
+        if id is None:
+            return
+        if result is None or is_refusal(result):
+            ack_args = []
+        elif isinstance(result, tuple):
+            ack_args = list(result)
+        else:
+            ack_args = [result]
+        engine = self._engine
+        engine._send_packet(
+            instance._tgsio_eio_sid,
+            engine.packet_class(
+                sio_packet.ACK, namespace=instance.ns_name, id=id, data=ack_args
+            ),
+        )
+
+
+def _method_name_of(event_name):
+    if isinstance(event_name, str):
+        return wire.method_name_for_event(event_name)
+    return repr(event_name)
