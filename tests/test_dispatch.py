@@ -178,3 +178,12 @@ def test_burst_of_fifty_emits_is_handled_in_order(serve, transport):
         client.emit("add", (number, 1000), namespace="/echo",
                     callback=lambda total: acks.put(total))
     assert [acks.get(timeout=10) for _ in range(50)] == list(range(1000, 1050))
+
+
+def test_slow_handler_of_one_client_does_not_delay_another_client(serve):
+    server = serve({"echo": Echo})
+    slow, fast = server.connect(namespaces=["/echo"]), server.connect(namespaces=["/echo"])
+    order = collect(slow, "order")
+    slow.emit("slow_then_fast", ("slow", 1.5), namespace="/echo")
+    assert fast.call("add", (20, 22), namespace="/echo", timeout=1) == 42
+    assert order.get(timeout=5) == ("slow",)

@@ -51,6 +51,13 @@ def namespaces_for(journal):
             journal.jobs.append(job)
             return len(self.jobs)
 
+        def on_nap(self, seconds):
+            gevent.sleep(seconds)
+            journal.events.put(("napped", self.ns_name))
+
+        def on_record(self, value):
+            journal.events.put(("record", value))
+
         def on_crash(self):
             raise RuntimeError("boom")
 
@@ -262,3 +269,19 @@ def test_wire_errors_for_bad_event_names(serve, journal, event, expected):
     errors = errors_of(client, "/legacy")
     assert client.call(event, namespace="/legacy", timeout=5) is None
     assert errors.get(timeout=5) == expected
+
+
+def test_events_still_queued_when_the_client_leaves_are_dropped(serve, journal):
+    server = serve(namespaces_for(journal))
+    client = server.connect(namespaces=["/tracked"])
+    drain(journal.events, ("connect", "/tracked"))
+    client.emit("nap", 0.3, namespace="/tracked")
+    client.emit("record", 1, namespace="/tracked")
+    client.emit("record", 2, namespace="/tracked")
+    gevent.sleep(0.1)  # the nap is running, the records wait behind it
+    client.disconnect()
+    seen = drain(journal.events, ("napped", "/tracked"))
+    gevent.sleep(0.3)
+    while not journal.events.empty():
+        seen.append(journal.events.get())
+    assert not [item for item in seen if item[0] == "record"]

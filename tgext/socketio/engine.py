@@ -183,6 +183,7 @@ class SocketIOEngine(socketio.Server):
         instance = self._instances.pop(sid, None)
         if instance is None:
             return None
+        instance._tgsio_inbox.clear()  # events not handled yet are dropped
         connection = self._connections.get(instance._tgsio_eio_sid)
         if connection is not None:
             connection.active_ns.pop(instance.ns_name, None)
