@@ -6,6 +6,7 @@ import socketio
 from gevent.queue import Queue
 
 from tgext.socketio import BaseNamespace
+from tgext.socketio.testing import disconnect_client
 
 
 class Journal:
@@ -155,7 +156,7 @@ def test_recv_disconnect_runs_when_the_client_leaves(serve, journal, transport):
     server = serve(namespaces_for(journal))
     client = server.connect(namespaces=["/tracked"], transport=transport)
     drain(journal.events, ("connect", "/tracked"))
-    client.disconnect()
+    disconnect_client(client)
     drain(journal.events, ("disconnect", "/tracked"))
 
 
