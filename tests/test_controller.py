@@ -113,3 +113,31 @@ def test_two_controllers_have_separate_engines(live_server):
     assert second.connect(namespaces=["/hello"]).call(
         "hello", "2", namespace="/hello", timeout=5) == "hello 2"
     assert Root.first.engine is not Root.second.engine
+
+
+def test_accepted_sockets_get_tcp_nodelay():
+    # Nagle's algorithm would hold an ack written right after an emit until the
+    # client's delayed ACK (~44 ms a round trip): every accepted socket opts out.
+    import socket
+
+    from tgext.socketio.server import SocketIOHandler, SocketIOServer
+
+    seen = []
+
+    class RecordingHandler(SocketIOHandler):
+        def __init__(self, sock, address, server, *args, **kwargs):
+            seen.append(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            super().__init__(sock, address, server, *args, **kwargs)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    server = SocketIOServer(("127.0.0.1", 0), app, handler_class=RecordingHandler)
+    server.start()
+    try:
+        url = "http://127.0.0.1:%d/" % server.server_port
+        assert requests.get(url, timeout=5).text == "ok"
+    finally:
+        server.stop()
+    assert seen and all(seen)

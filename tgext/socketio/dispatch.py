@@ -14,6 +14,7 @@ python-socketio). A worker is started only when no idle one is waiting, and at
 most ``max_idle_workers`` wait, so a burst of slow handlers leaves no crowd
 of idle greenlets behind.
 """
+
 import logging
 
 import gevent

@@ -17,6 +17,7 @@ Example::
 import logging
 import time
 
+import engineio
 import gevent
 import requests
 import socketio
@@ -24,6 +25,13 @@ import socketio
 from .server import SocketIOServer, resource_path
 
 log = logging.getLogger(__name__)
+
+# python-engineio's client aborts ("Unexpected packet from server") when one
+# long-polling response carries more than 16 packets, as the answer to a burst
+# of emits does. The limit is process-wide; test clients need a higher one.
+engineio.payload.Payload.max_decode_packets = max(
+    engineio.payload.Payload.max_decode_packets, 1000
+)
 
 #: the transports keyword for each way a client can connect
 TRANSPORTS = {
