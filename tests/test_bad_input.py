@@ -20,11 +20,12 @@ def server(serve):
 
 
 @pytest.fixture
-def raw_socket(server):
-    """A WebSocket speaking Engine.IO/Socket.IO frames by hand, joined to /echo."""
+def raw_socket():
+    """Factory: a WebSocket speaking Engine.IO/Socket.IO frames by hand, joined
+    to /echo of ``server``."""
     sockets = []
 
-    def open_socket():
+    def open_socket(server):
         url = server.url.replace("http", "ws") + "/socketio/?EIO=4&transport=websocket"
         sock = websocket.create_connection(url, timeout=5)
         sockets.append(sock)
@@ -51,7 +52,7 @@ def test_malformed_event_disconnects_that_namespace_with_one_log_line(
     server, raw_socket, payload, caplog
 ):
     healthy = server.connect(namespaces=["/echo"])
-    sock = raw_socket()
+    sock = raw_socket(server)
     with caplog.at_level(logging.WARNING, logger="tgext.socketio"):
         sock.send("42/echo,1" + payload)
         assert receive_skipping_pings(sock) == "41/echo,"
@@ -62,7 +63,7 @@ def test_malformed_event_disconnects_that_namespace_with_one_log_line(
 
 def test_undecodable_frame_closes_only_that_connection(server, raw_socket, caplog):
     healthy = server.connect(namespaces=["/echo"])
-    sock = raw_socket()
+    sock = raw_socket(server)
     with caplog.at_level(logging.WARNING):
         sock.send("garbage")
         with pytest.raises(websocket.WebSocketConnectionClosedException):
@@ -74,7 +75,7 @@ def test_undecodable_frame_closes_only_that_connection(server, raw_socket, caplo
 
 def test_oversized_message_closes_only_that_connection(server, raw_socket):
     healthy = server.connect(namespaces=["/echo"])
-    sock = raw_socket()
+    sock = raw_socket(server)
     sock.send('42/echo,["add","%s",1]' % ("x" * 20000))
     with pytest.raises(websocket.WebSocketConnectionClosedException):
         while True:
@@ -83,7 +84,65 @@ def test_oversized_message_closes_only_that_connection(server, raw_socket):
 
 
 def test_event_for_a_namespace_not_joined_is_ignored(server, raw_socket):
-    sock = raw_socket()
+    sock = raw_socket(server)
     sock.send('42/other,2["add",1,2]')
     sock.send('42/echo,3["add",1,2]')
     assert receive_skipping_pings(sock) == "43/echo,3[3]"
+
+
+class Watched(BaseNamespace):
+    """Reports its recv_disconnect and returns what JSON cannot encode."""
+
+    left = None  # set per test: a gevent Event
+
+    def on_add(self, a, b):
+        return a + b
+
+    def on_unencodable(self):
+        return {1, 2, 3}  # a set: the ack cannot be encoded
+
+    def recv_disconnect(self):
+        type(self).left.set()
+        super().recv_disconnect()
+
+
+@pytest.fixture
+def watched(serve):
+    import gevent.event
+
+    namespace = type("WatchedHere", (Watched,), {"left": gevent.event.Event()})
+    return serve({"echo": namespace}), namespace
+
+
+def test_unencodable_return_value_is_an_error_and_the_namespace_carries_on(watched):
+    server, _ = watched
+    client = server.connect(namespaces=["/echo"])
+    errors = []
+    client.on("error", lambda *args: errors.append(args), namespace="/echo")
+    assert client.call("unencodable", namespace="/echo", timeout=5) is None
+    assert client.call("add", (1, 1), namespace="/echo", timeout=5) == 2
+    assert errors == [
+        ("internal_server_error", 'The server failed while running "on_unencodable"')
+    ]
+
+
+def test_client_dropped_for_a_malformed_event_gets_recv_disconnect(watched, raw_socket):
+    server, namespace = watched
+    sock = raw_socket(server)
+    sock.send('42/echo,{"not": "a list"}')
+    assert receive_skipping_pings(sock) == "41/echo,"
+    assert namespace.left.wait(timeout=5)
+
+
+def test_bad_binary_placeholder_closes_only_that_connection(server, raw_socket, caplog):
+    healthy = server.connect(namespaces=["/echo"])
+    sock = raw_socket(server)
+    with caplog.at_level(logging.WARNING):
+        sock.send('451-/echo,["add",{"_placeholder":true,"num":5},1]')
+        sock.send_binary(b"\x01\x02")
+        with pytest.raises(websocket.WebSocketConnectionClosedException):
+            while True:
+                receive_skipping_pings(sock)
+    assert healthy.call("add", (4, 2), namespace="/echo", timeout=5) == 6
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [r for r in caplog.records if "malformed packet" in r.getMessage()]

@@ -1,5 +1,6 @@
 """SocketIOController: namespace discovery, pages beside Socket.IO, mount
 points, and Engine.IO's own answers under the resource."""
+import pytest
 import requests
 from tg import TGController, expose
 
@@ -141,3 +142,20 @@ def test_accepted_sockets_get_tcp_nodelay():
     finally:
         server.stop()
     assert seen and all(seen)
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain;charset=UTF-8",
+                                          "application/x-www-form-urlencoded"])
+def test_polling_post_body_reaches_engineio_whatever_its_content_type(
+    live_server, content_type
+):
+    # WebOb parses a POST without Content-Type (or a form one) as a form
+    # while TG dispatches; Engine.IO must still read the packets.
+    server = live_server(build_app(PageController()))
+    base = server.url + "/socketio/?EIO=4&transport=polling"
+    eio_sid = requests.get(base, timeout=5).text.split('"sid":"')[1].split('"')[0]
+    session = base + "&sid=" + eio_sid
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = requests.post(session, data="40/hello,", headers=headers, timeout=5)
+    assert response.text == "OK"
+    assert requests.get(session, timeout=5).text.startswith('40/hello,{"sid":')

@@ -64,6 +64,7 @@ def namespaces_for(journal):
 
         def on_leave(self):
             self.disconnect()
+            self.emit("after leaving")  # the client has left: never sent
 
         def on_message(self, data):
             return "on_message: %s" % data
@@ -196,11 +197,15 @@ def test_handler_exception_sends_internal_server_error_and_connection_survives(
 def test_server_side_disconnect_leaves_only_that_namespace(serve, journal, wait_for):
     server = serve(namespaces_for(journal))
     client = server.connect(namespaces=["/tracked", "/other"])
-    disconnected = Queue()
+    disconnected, after = Queue(), Queue()
     client.on("disconnect", lambda *reason: disconnected.put("gone"), namespace="/tracked")
+    client.on("after leaving", lambda: after.put("sent"), namespace="/tracked")
     client.emit("leave", namespace="/tracked")
     assert disconnected.get(timeout=5) == "gone"
     assert client.call("recall", "x", namespace="/other", timeout=5) is None
+    assert after.empty()
+    # the namespace's own disconnect() is not a client leaving
+    assert ("disconnect", "/tracked") not in drain_now(journal.events)
 
 
 def test_send_text_and_object_reach_recv_message_and_recv_json(serve, journal):
@@ -286,3 +291,42 @@ def test_events_still_queued_when_the_client_leaves_are_dropped(serve, journal):
     while not journal.events.empty():
         seen.append(journal.events.get())
     assert not [item for item in seen if item[0] == "record"]
+
+
+def drain_now(queue):
+    items = []
+    while not queue.empty():
+        items.append(queue.get())
+    return items
+
+
+def test_client_leaving_while_recv_connect_runs_leaves_nothing_behind(serve, journal):
+    # Over long-polling the client's goodbye arrives in another request while
+    # recv_connect, which yields, still runs: what it spawns afterwards dies.
+    import requests
+
+    class SlowStart(BaseNamespace):
+        def recv_connect(self):
+            journal.events.put(("connect start",))
+            gevent.sleep(0.3)
+            journal.jobs.append(self.spawn(gevent.sleep, 60))
+            journal.events.put(("connect end",))
+
+        def recv_disconnect(self):
+            journal.events.put(("disconnect",))
+
+    server = serve({"slow": SlowStart})
+    base = server.url + "/socketio/?EIO=4&transport=polling"
+    handshake = requests.get(base, timeout=5).text
+    eio_sid = handshake.split('"sid":"')[1].split('"')[0]
+    session = base + "&sid=" + eio_sid
+    joining = gevent.spawn(requests.post, session, data="40/slow,", timeout=5)
+    assert journal.events.get(timeout=5) == ("connect start",)
+    assert requests.post(session, data="41/slow,", timeout=5).status_code == 200
+    joining.join(timeout=5)
+    assert [journal.events.get(timeout=5) for _ in range(2)] == [
+        ("disconnect",), ("connect end",)]
+    job = journal.jobs[0]
+    job.join(timeout=5)
+    assert job.dead
+    assert server.controller.engine._instances == {}

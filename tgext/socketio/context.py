@@ -7,9 +7,13 @@ call into namespace code goes through here, so that ``tg.request``,
 ``tg.translator`` are those of the connection's handshake request.
 """
 
+import logging
+
 import gevent
 
 from ._tg import pop_request_locals, push_request_locals
+
+log = logging.getLogger(__name__)
 
 
 def call_in_context(request_locals, function, *args, **kwargs):
@@ -24,5 +28,17 @@ def call_in_context(request_locals, function, *args, **kwargs):
 
 
 def spawn_in_context(request_locals, function, *args, **kwargs):
-    """Start ``function`` in a new greenlet that runs in ``request_locals``."""
-    return gevent.spawn(call_in_context, request_locals, function, *args, **kwargs)
+    """Start ``function`` in a new greenlet that runs in ``request_locals``.
+
+    An exception it raises is logged here, the greenlet's boundary, rather
+    than printed to stderr by gevent.
+    """
+    return gevent.spawn(_run_job, request_locals, function, *args, **kwargs)
+
+
+def _run_job(request_locals, function, *args, **kwargs):
+    try:
+        return call_in_context(request_locals, function, *args, **kwargs)
+    except Exception:  # the boundary where a spawned user job runs
+        log.exception("Unhandled exception in spawned job %r", function)
+        return None

@@ -112,6 +112,10 @@ class _EngineResponse(Response):
             # have unwound: each open connection parks a smaller greenlet.
             start_response("101 Switching Protocols", [])
             return _WebSocketBody(self._tgsio_engine, environ)
+        if environ.get("webob.is_body_seekable"):
+            # A POST without Content-Type looks like a form to WebOb, which
+            # read the body (into a seekable copy) while TG dispatched.
+            environ["wsgi.input"].seek(0)
         # Set-Cookie headers TG copied from tg.response (auth_tkt reissue).
         cookies = [("Set-Cookie", value) for value in self.headers.getall("Set-Cookie")]
         started = []

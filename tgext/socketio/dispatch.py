@@ -93,15 +93,20 @@ class EventDispatcher:
             event_packet["ack"] = "data"
         try:
             result = instance.process_packet(event_packet)
+            if id is not None:
+                self._acknowledge(instance, id, result)
         except Exception:  # the boundary where user handler code runs
+            # (encoding the ack is in it: a handler may return a set)
             method_name = _method_name_of(data[0])
             log.exception("Unhandled exception in %s %s", instance.ns_name, method_name)
             instance.error(
                 wire.INTERNAL_SERVER_ERROR, wire.internal_error_message(method_name)
             )
-            result = DENIED
-        if id is None:
-            return
+            if id is not None:
+                self._acknowledge(instance, id, DENIED)
+
+    def _acknowledge(self, instance, id, result):
+        """Send the ACK: ``None`` or a refusal is empty, a tuple spreads."""
         if result is None or is_refusal(result):
             ack_args = []
         elif isinstance(result, tuple):

@@ -122,12 +122,18 @@ class SocketIOEngine(socketio.Server):
     def _handle_eio_message(self, eio_sid, data):
         try:
             super()._handle_eio_message(eio_sid, data)
-        except ValueError as error:
+        except (ValueError, TypeError, KeyError, IndexError) as error:
             # Undecodable JSON, an unknown packet type, a stray attachment:
             # python-engineio would log a traceback per packet. One line, and
             # the connection that sent it ends; user code never runs here
             # (events run in their own greenlet, callbacks are wrapped).
-            log.warning("malformed packet from %s: %s; closing it", eio_sid, error)
+            log.warning(
+                "malformed packet from %s: %s: %s; closing it",
+                eio_sid,
+                type(error).__name__,
+                error,
+            )
+            self._binary_packet.pop(eio_sid, None)
             socket = self.eio.sockets.pop(eio_sid, None)
             if socket is not None:
                 socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
@@ -153,6 +159,8 @@ class SocketIOEngine(socketio.Server):
         eio_socket = self.eio.sockets.get(connection.id)
         if eio_socket is not None and eio_socket.upgraded:
             gevent.sleep(CONNECT_FLUSH_DELAY)
+            if not self.manager.is_connected(sid, namespace):
+                return True  # the client left meanwhile: nothing to open
         try:
             result = call_in_context(
                 connection.request_locals,
@@ -165,10 +173,13 @@ class SocketIOEngine(socketio.Server):
         except Exception:  # the boundary where user code (__init__, hooks) runs
             log.exception("Unhandled exception in %s recv_connect", namespace)
             result = DENIED
+        if not self.manager.is_connected(sid, namespace):
+            # The client left while recv_connect ran (it may yield): whatever
+            # that hook started after the disconnect must not outlive it.
+            self._close(self._forget(sid))
+            return True
         if result is False or is_refusal(result):
-            instance = self._forget(sid)
-            if instance is not None and hasattr(instance, "jobs"):
-                instance.kill_local_jobs()
+            self._close(self._forget(sid))
             # Returning False would make python-socketio send a DISCONNECT
             # carrying a reason, which socket.io-client 4.x rejects as a parse
             # error, dropping every namespace of the connection. A plain
@@ -186,6 +197,8 @@ class SocketIOEngine(socketio.Server):
         instance._tgsio_request_locals = connection.request_locals
         instance._tgsio_inbox = []
         instance._tgsio_draining = False
+        instance._tgsio_closed = False
+        instance._tgsio_leaving = False  # the app asked to disconnect it
         instance.auth = auth
         connection.active_ns[namespace] = instance
         self._instances[sid] = instance
@@ -197,18 +210,26 @@ class SocketIOEngine(socketio.Server):
         instance = self._instances.pop(sid, None)
         if instance is None:
             return None
+        instance._tgsio_closed = True  # spawn() and emit() stop working
         instance._tgsio_inbox.clear()  # events not handled yet are dropped
         connection = self._connections.get(instance._tgsio_eio_sid)
         if connection is not None:
             connection.active_ns.pop(instance.ns_name, None)
         return instance
 
+    @staticmethod
+    def _close(instance):
+        if instance is not None and hasattr(instance, "jobs"):
+            instance.kill_local_jobs()
+
     def _disconnect_instance(self, sid, reason=None):
         instance = self._forget(sid)
         if instance is None:
             return
         try:
-            if reason != self.reason.SERVER_DISCONNECT:
+            # gevent-socketio ran recv_disconnect whenever a client went away,
+            # but not when the namespace itself called disconnect().
+            if not instance._tgsio_leaving:
                 call_in_context(
                     instance._tgsio_request_locals,
                     instance.process_packet,
@@ -217,18 +238,19 @@ class SocketIOEngine(socketio.Server):
         except Exception:  # user code in recv_disconnect
             log.exception("Unhandled exception in %s recv_disconnect", instance.ns_name)
         finally:
-            instance.kill_local_jobs()
+            self._close(instance)
 
     def disconnect_namespace(self, instance, silent=False):
         """Disconnect ``instance``'s client from its namespace."""
         sid = instance._tgsio_sid
         if sid not in self._instances:
             return
+        instance._tgsio_leaving = True
         if not silent:
             self.disconnect(sid, namespace=instance.ns_name, ignore_queue=True)
             return
         self.manager.pre_disconnect(sid, namespace=instance.ns_name)
-        self._disconnect_instance(sid, self.reason.SERVER_DISCONNECT)
+        self._disconnect_instance(sid)
         self.manager.disconnect(sid, namespace=instance.ns_name, ignore_queue=True)
 
     # -- events -------------------------------------------------------------------
@@ -239,8 +261,8 @@ class SocketIOEngine(socketio.Server):
         if type(data) is not list or not data:
             # "42{}" or '42"text"' decode to a dict or a string, not [name, ...]
             log.warning(
-                "malformed event %.60r from %s: disconnecting it [%s]",
-                data,
+                "malformed event (%s, not [name, ...]) from %s: disconnecting it [%s]",
+                type(data).__name__,
                 eio_sid,
                 namespace or "/",
             )
@@ -262,6 +284,8 @@ class SocketIOEngine(socketio.Server):
         The instance's client is always connected to this process, so this
         skips the room lookup and any message queue.
         """
+        if instance._tgsio_closed:
+            return  # the client has left the namespace
         sid = instance._tgsio_sid
         ack_id = None
         if callback is not None:

@@ -303,13 +303,8 @@ class BaseNamespace:
 
         :param quiet: log the error but do not send it, as in 0.0.x.
         """
-        log.warning(
-            "error %s for %s: %s [%s]",
-            error_name,
-            self._tgsio_sid,
-            error_message,
-            self.ns_name,
-        )
+        # the message may quote what the client sent: only the name is logged
+        log.warning("error %s for %s [%s]", error_name, self._tgsio_sid, self.ns_name)
         if not quiet:
             self.emit("error", error_name, error_message)
 
@@ -319,7 +314,10 @@ class BaseNamespace:
         """Run ``fn`` in a greenlet with the request context; killed at disconnect."""
         self.jobs = [job for job in self.jobs if not job.dead]
         job = spawn_in_context(self._tgsio_request_locals, fn, *args, **kwargs)
-        self.jobs.append(job)
+        if self._tgsio_closed:
+            job.kill(block=False)  # the client has left: it never runs
+        else:
+            self.jobs.append(job)
         return job
 
     def kill_local_jobs(self):
