@@ -105,3 +105,38 @@ def client_factory():
     for client in clients:
         with contextlib.suppress(Exception):
             disconnect_client(client)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A redis-server of our own on a free port (never a shared instance)."""
+    import shutil
+    import socket
+    import subprocess
+
+    import redis
+
+    executable = shutil.which("redis-server")
+    assert executable, "redis-server is missing: run `make services` (README)"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = "redis://127.0.0.1:%d/0" % port
+    client = redis.Redis.from_url(url)
+    with gevent.Timeout(10, AssertionError("redis-server did not start")):
+        while True:
+            try:
+                if client.ping():
+                    break
+            except redis.ConnectionError:
+                gevent.sleep(0.05)
+    client.close()
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
