@@ -260,9 +260,16 @@ class BaseNamespace:
             if mismatch is not None:
                 self.error(wire.INVALID_METHOD_ARGS, mismatch)
                 return INVALID
+        return self._tgsio_run(method, shape, args)
+
+    def _tgsio_run(self, method, shape, args):
+        """Run a handler whose arguments fit it (SocketIOTGNamespace validates)."""
+        return self._tgsio_wrapped(method)(*args)
+
+    def _tgsio_wrapped(self, method):
         if hasattr(self, "exception_handler_decorator"):
-            method = self.exception_handler_decorator(method)
-        return method(*args)
+            return self.exception_handler_decorator(method)
+        return method
 
     # -- output ---------------------------------------------------------------
 

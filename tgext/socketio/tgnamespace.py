@@ -10,7 +10,7 @@ arguments, bound to the handler's parameter names.
 import inspect
 
 from . import _tg, wire
-from .namespace import INVALID, BaseNamespace, method_shape
+from .namespace import INVALID, BaseNamespace
 
 
 class SocketIOTGNamespace(BaseNamespace):
@@ -36,20 +36,10 @@ class SocketIOTGNamespace(BaseNamespace):
             return False
         return super().is_method_allowed(method_name)
 
-    def call_method(self, method_name, packet, *args):
-        method = getattr(self, method_name, None)
-        intents = _tg.validation_intents(method) if method is not None else ()
+    def _tgsio_run(self, method, shape, args):
+        intents = _tg.validation_intents(method)
         if not intents:
-            return super().call_method(method_name, packet, *args)
-
-        shape = method_shape(method)
-        if shape.wants_packet:
-            args = (packet,)
-        mismatch = shape.arity_error(method_name, len(args))
-        if mismatch is not None:
-            self.error(wire.INVALID_METHOD_ARGS, mismatch)
-            return INVALID
-
+            return super()._tgsio_run(method, shape, args)
         config = _tg.current_app_config()  # the dict itself: no proxy per lookup
         failures = _tg.validation_exceptions(config)
         params = dict(zip(shape.names, args))
@@ -58,10 +48,8 @@ class SocketIOTGNamespace(BaseNamespace):
                 params = _tg.run_validation(intent, config, method, params)
             except failures as failure:
                 return self._validation_failed(intent, failure, config, args)
-
-        if hasattr(self, "exception_handler_decorator"):
-            method = self.exception_handler_decorator(method)
-        return method(**params)
+        # validated values go by name, as 0.0.x called the handler
+        return self._tgsio_wrapped(method)(**params)
 
     def _validation_failed(self, intent, failure, config, args):
         handler = intent.error_handler
