@@ -58,10 +58,13 @@ setup(
         "gevent-websocket>=0.10.1,<0.11",
         "gearbox>=0.2,<0.6",
         "PasteDeploy>=3,<4",
+        # PubSubTGNamespace's backends (memory built in; Redis with [redis])
+        "anypubsub>=0.6,<0.7",
     ],
     extras_require={
-        "pubsub": ["anypubsub>=0.6,<0.7"],
-        "redis": ["redis>=5,<9", "anypubsub>=0.6,<0.7"],
+        # kept for 0.0.x-era requirements files: anypubsub is now a dependency
+        "pubsub": [],
+        "redis": ["redis>=5,<9"],
         "testing": testing_requires,
     },
     entry_points={

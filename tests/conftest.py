@@ -8,9 +8,12 @@ from gevent import monkey
 monkey.patch_all()
 
 import contextlib  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
 
 import gevent  # noqa: E402
 import pytest  # noqa: E402
+import tg  # noqa: E402
 from tg import MinimalApplicationConfigurator, TGController  # noqa: E402
 
 from tgext.socketio import SocketIOController  # noqa: E402
@@ -34,7 +37,16 @@ def build_app(controller=None, mount="socketio", config=None, root=None):
     )
     if config:
         configurator.update_blueprint(config)
-    return configurator.make_wsgi_app()
+    return with_config(configurator.make_wsgi_app())
+
+
+def with_config(app, wrapped=None):
+    """Keep the app's own config dict on ``app.app_config`` for assertions.
+
+    Right after ``make_wsgi_app`` TG's process config is the new app's.
+    """
+    app.app_config = wrapped.app_config if wrapped is not None else tg.config._current_obj()
+    return app
 
 
 def controller_for(namespaces, default_namespace=None, **attributes):
@@ -53,6 +65,7 @@ def live_server():
 
     def start(app, resource="socketio"):
         server = LiveServer(app, resource=resource).start()
+        server.app_config = getattr(app, "app_config", None)
         servers.append(server)
         return server
 
@@ -107,36 +120,59 @@ def client_factory():
             disconnect_client(client)
 
 
+class RedisProcess:
+    """A redis-server of the suite's own on a free loopback port."""
+
+    def __init__(self, workdir):
+        import shutil
+
+        self.executable = shutil.which("redis-server")
+        assert self.executable, "redis-server is missing: run `make services` (README)"
+        self.workdir = workdir
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = "redis://127.0.0.1:%d/0" % self.port
+        self.process = None
+
+    def start(self):
+        import redis
+
+        self.process = subprocess.Popen(
+            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1",
+             "--save", "", "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis.from_url(self.url)
+        try:
+            with gevent.Timeout(10, AssertionError("redis-server did not start")):
+                while True:
+                    try:
+                        if client.ping():
+                            return self
+                    except redis.ConnectionError:
+                        gevent.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self):
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
-    """A redis-server of our own on a free port (never a shared instance)."""
-    import shutil
-    import socket
-    import subprocess
+    """The URL of a redis-server of our own (never a shared instance)."""
+    server = RedisProcess(tmp_path_factory.mktemp("redis")).start()
+    yield server.url
+    server.stop()
 
-    import redis
 
-    executable = shutil.which("redis-server")
-    assert executable, "redis-server is missing: run `make services` (README)"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [executable, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    url = "redis://127.0.0.1:%d/0" % port
-    client = redis.Redis.from_url(url)
-    with gevent.Timeout(10, AssertionError("redis-server did not start")):
-        while True:
-            try:
-                if client.ping():
-                    break
-            except redis.ConnectionError:
-                gevent.sleep(0.05)
-    client.close()
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+@pytest.fixture
+def own_redis(tmp_path):
+    """A redis-server for one test, which may stop and restart it."""
+    server = RedisProcess(tmp_path).start()
+    yield server
+    server.stop()

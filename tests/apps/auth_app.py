@@ -10,6 +10,8 @@ from tg.configuration.auth import TGAuthMetadata
 from tg.configurator.components.auth import SimpleAuthenticationConfigurationComponent
 from tg.configurator.components.caching import CachingConfigurationComponent
 
+from ..conftest import with_config
+
 USERS = {
     # user name: (password, groups, permissions)
     "alice": ("alice-pw", ["admins"], ["edit", "read"]),
@@ -76,7 +78,7 @@ def build_auth_app(controller, mount="socketio"):
         "sa_auth.post_login_url": "/logged_in",
         "sa_auth.post_logout_url": "/",
     })
-    return configurator.make_wsgi_app()
+    return with_config(configurator.make_wsgi_app())
 
 
 class RemoteUserFromHeader:
@@ -101,7 +103,8 @@ def build_remote_user_app(controller, mount="socketio"):
         "skip_authentication": True,
         "sa_auth.authmetadata": DictAuthMetadata(),
     })
-    return RemoteUserFromHeader(configurator.make_wsgi_app())
+    app = with_config(configurator.make_wsgi_app())
+    return with_config(RemoteUserFromHeader(app), wrapped=app)
 
 
 def login(base_url, user_name, password=None):

@@ -18,6 +18,7 @@ _PUBLIC_NAMES = {
     "BroadcastMixin": ".mixins",
     "RoomsMixin": ".mixins",
     "emit": ".emitter",
+    "PubSubTGNamespace": ".pubsub",
 }
 
 __all__ = tuple(_PUBLIC_NAMES) + ("plugme",)

@@ -15,7 +15,8 @@ from webob import Response
 from ._tg import current_request_locals
 from .config import parse_options
 from .emitter import register_engine
-from .engine import REQUEST_LOCALS_KEY, SocketIOEngine
+from .engine import SocketIOEngine
+from .keys import REQUEST_LOCALS_KEY
 from .namespace import BaseNamespace
 
 log = logging.getLogger(__name__)

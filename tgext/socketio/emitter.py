@@ -10,11 +10,10 @@ process (a worker, a cron job) reaches clients connected to the servers.
 import logging
 
 from ._tg import current_app_config, in_request
+from .keys import ENGINES_KEY
 
 log = logging.getLogger(__name__)
 
-#: where each engine registers itself in its app's config
-ENGINES_KEY = "tgext.socketio.engines"
 
 _write_only_managers = {}  # message queue URL -> python-socketio manager
 

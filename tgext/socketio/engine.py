@@ -14,19 +14,18 @@ import logging
 import engineio
 import gevent
 import socketio
+from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from .context import call_in_context
 from .dispatch import EventDispatcher
+from .keys import REQUEST_LOCALS_KEY
 from .namespace import DENIED, is_refusal
 
 log = logging.getLogger(__name__)
 
 #: seconds between the CONNECT packet and recv_connect (see _connect_namespace)
 CONNECT_FLUSH_DELAY = 0.001
-
-#: environ key under which the controller keeps the handshake's TG context
-REQUEST_LOCALS_KEY = "tgext.socketio.request_locals"
 
 
 class _PacketTraceLogger(logging.LoggerAdapter):
@@ -220,7 +219,7 @@ class SocketIOEngine(socketio.Server):
     @staticmethod
     def _close(instance):
         if instance is not None and hasattr(instance, "jobs"):
-            instance.kill_local_jobs()
+            instance._tgsio_release()
 
     def _disconnect_instance(self, sid, reason=None):
         instance = self._forget(sid)
@@ -300,6 +299,20 @@ class SocketIOEngine(socketio.Server):
                 id=ack_id,
             ),
         )
+
+    def send_to_instances(self, instances, namespace, event, args):
+        """Send one event to several instances of ``namespace``, encoded once."""
+        encoded = self.packet_class(
+            sio_packet.EVENT, namespace=namespace, data=[event, *args]
+        ).encode()
+        if not isinstance(encoded, list):
+            encoded = [encoded]
+        eio_packets = [eio_packet.Packet(eio_packet.MESSAGE, part) for part in encoded]
+        for instance in instances:
+            if instance._tgsio_closed:
+                continue
+            for part in eio_packets:
+                self._send_eio_packet(instance._tgsio_eio_sid, part)
 
     @staticmethod
     def _run_callback(instance, callback, *args):

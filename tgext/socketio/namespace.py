@@ -334,6 +334,10 @@ class BaseNamespace:
         self.jobs = [job for job in self.jobs if job is current]
         gevent.killall(others, block=False)
 
+    def _tgsio_release(self):
+        """Free what the instance holds once its client has left (the engine calls it)."""
+        self.kill_local_jobs()
+
     def disconnect(self, silent=False):
         """Leave the namespace; with ``silent``, without telling the client."""
         try:

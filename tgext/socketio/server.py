@@ -19,6 +19,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer  # noqa: E402
 from geventwebsocket.handler import WebSocketHandler  # noqa: E402
 
 from .exceptions import ConfigurationError, MonkeyPatchError  # noqa: E402
+from .keys import SERVER_KEY  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,8 @@ class SocketIOHandler(WebSocketHandler):
     def run_application(self):
         if not self.path.startswith(self.server.resource_prefix):
             return WSGIHandler.run_application(self)
+        # what the app starts for Socket.IO (its pub/sub hub) ends with the server
+        self.environ[SERVER_KEY] = self.server
         if self.server.resource_has_extension and (
             self.environ["PATH_INFO"] == self.server.resource_prefix
         ):
@@ -81,6 +84,23 @@ class SocketIOServer(WSGIServer):
         self.logger = logging.getLogger(__name__ + ".websocket")
         self.resource_prefix = self.resource + "/"
         self.resource_has_extension = "." in self.resource.rsplit("/", 1)[-1]
+        self._owned = []
+
+    def own(self, closable):
+        """Close ``closable`` (anything with ``close()``) when the server stops."""
+        self._owned.append(closable)
+
+    def stop(self, timeout=None):
+        """Stop serving, then close what the served apps started (pub/sub hubs)."""
+        try:
+            super().stop(timeout=timeout)
+        finally:
+            owned, self._owned = self._owned, []
+            for closable in reversed(owned):
+                try:
+                    closable.close()
+                except Exception:  # one failing resource must not keep the rest
+                    log.exception("closing %r when the server stopped failed", closable)
 
     def handle(self, sock, address):
         # Nagle's algorithm holds a second small frame (an ack after an emit)
@@ -123,8 +143,10 @@ def check_app_config():
     import tg
 
     from .config import parse_options
+    from .hub import create_backend
 
     parse_options(tg.config)
+    create_backend(tg.config)  # the anypubsub.* settings; connects nowhere yet
 
 
 def socketio_server_runner(wsgi_app, global_config, **kw):

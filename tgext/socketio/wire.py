@@ -15,6 +15,15 @@ INTERNAL_SERVER_ERROR = "internal_server_error"
 
 UNALLOWED_EVENT_NAME_MESSAGE = "name must only contains alpha numerical characters"
 
+# PubSubTGNamespace (publish_failed is new: 0.0.x had no way to fail a publish)
+CHANNEL_NOT_SPECIFIED = "channel_not_specified"
+CHANNEL_NOT_SPECIFIED_MESSAGE = "You must specify the channel you want to subscribe"
+CHANNEL_NOT_AVAILABLE = "channel_not_available"
+CHANNEL_NOT_AVAILABLE_MESSAGE = "Trying to subscribe to a channel not available"
+SUBSCRIPTION_REJECTED = "subscription_rejected"
+SUBSCRIPTION_REJECTED_MESSAGE = "Your subscription has been rejected by server"
+PUBLISH_FAILED = "publish_failed"
+
 #: an event name starts with a letter and holds letters, digits, ``_`` and spaces
 EVENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_ ]*\Z")
 
@@ -34,3 +43,10 @@ def internal_error_message(method_name):
 def method_name_for_event(event_name):
     """``on_`` + the event name with spaces as ``_``: the only mapping used."""
     return "on_" + event_name.replace(" ", "_")
+
+
+def publish_failed_message(channel):
+    return (
+        'Could not publish on channel "%s": the pub/sub backend is unavailable'
+        % channel
+    )

@@ -1,0 +1,321 @@
+"""The pub/sub channels of one app: one backend subscription per channel per
+process, fanned out to that process's subscribers.
+
+anypubsub gives each subscriber a backend subscription of its own (a Redis
+connection and a blocked reader each) and has no way to end one. The hub keeps
+a single subscription per channel however many clients of the process listen,
+ends it with the channel's last local subscriber, and outlives the backend
+going away: a listener that loses Redis backs off and subscribes again.
+
+Settings come from the app config under anypubsub's own prefix,
+``anypubsub.``: ``backend`` (``memory`` by default, ``redis``) and the
+backend's keyword arguments (``host``, which may be a ``redis://`` URL,
+``port``, ``db``, ``password``, ``max_connections`` for Redis).
+"""
+
+import json
+import logging
+
+import anypubsub
+import gevent
+import gevent.queue
+from gevent import GreenletExit
+
+from .exceptions import ConfigurationError, SocketIOExtError
+from .keys import HUB_KEY
+
+log = logging.getLogger(__name__)
+
+PREFIX = "anypubsub."
+DEFAULT_BACKEND = "memory"
+
+#: the event every subscriber receives, spelled as in tgext.socketio 0.0.x
+PUBLICATION_EVENT = "pubblication"
+
+#: seconds a listener waits before subscribing again after losing the backend
+RETRY_FIRST_DELAY = 0.2
+RETRY_MAX_DELAY = 5.0
+
+_REDIS_INTEGER_KEYS = ("port", "db", "max_connections")
+
+
+class PublishError(SocketIOExtError):
+    """The pub/sub backend could not take a message (Redis is down, say)."""
+
+
+def backend_settings(app_config):
+    """Return ``(backend name, keyword arguments)`` from ``anypubsub.*`` keys.
+
+    :raises ConfigurationError: naming the key, for a value that cannot work.
+    """
+    settings = {
+        key[len(PREFIX) :]: value
+        for key, value in app_config.items()
+        if isinstance(key, str) and key.startswith(PREFIX)
+    }
+    backend = str(settings.pop("backend", None) or DEFAULT_BACKEND).strip()
+    if backend == "redis":
+        for name in _REDIS_INTEGER_KEYS:
+            if settings.get(name) in (None, ""):
+                settings.pop(name, None)
+                continue
+            try:
+                settings[name] = int(settings[name])
+            except (TypeError, ValueError):
+                raise ConfigurationError(
+                    "%s%s = %r is not a whole number; set it in [app:main] of "
+                    "your .ini file (anypubsub.port = 6379, say)."
+                    % (PREFIX, name, settings[name])
+                ) from None
+    return backend, settings
+
+
+def create_backend(app_config):
+    """Build the anypubsub backend the ``anypubsub.*`` settings describe.
+
+    Nothing connects yet (Redis connects on first use), so this is cheap
+    enough to run at start-up as a check.
+
+    :raises ConfigurationError: naming the key, for a setting that cannot work.
+    """
+    backend, settings = backend_settings(app_config)
+    if backend == "redis":
+        return _create_redis_backend(settings)
+    if backend == "memory" and not settings:
+        # anypubsub's default queue is queue.Queue(maxsize=0), which gevent's
+        # patched queue deprecates; give it an unbounded gevent queue.
+        return anypubsub.create_pubsub("memory", queue_factory=_unbounded_queue)
+    try:
+        return anypubsub.create_pubsub(backend, **settings)
+    except anypubsub.ConfigurationError:
+        raise ConfigurationError(
+            "%sbackend = %r is not an anypubsub backend; set it to memory (one "
+            "process) or redis (several processes)." % (PREFIX, backend)
+        ) from None
+    except ImportError as error:
+        raise ConfigurationError(
+            "%sbackend = %s needs a library that is not installed (%s)."
+            % (PREFIX, backend, error)
+        ) from None
+    except TypeError as error:
+        raise ConfigurationError(
+            "the %s backend does not take the settings %s (%s); remove them "
+            "from [app:main]."
+            % (backend, ", ".join(PREFIX + key for key in sorted(settings)), error)
+        ) from None
+
+
+def _create_redis_backend(settings):
+    try:
+        import redis
+    except ImportError:
+        raise ConfigurationError(
+            "%sbackend = redis needs redis-py; run 'pip install "
+            "tgext.socketio[redis]'." % PREFIX
+        ) from None
+    unknown = set(settings) - {"host", "port", "db", "password", "max_connections"}
+    if unknown:
+        raise ConfigurationError(
+            "the redis backend does not take %s; it takes %shost (a name or a "
+            "redis:// URL), port, db, password and max_connections."
+            % (", ".join(PREFIX + key for key in sorted(unknown)), PREFIX)
+        )
+    # Fail fast when Redis is away (no retries inside redis-py: the hub's
+    # listeners retry on their own, and a publish must answer at once).
+    connection_options = {"socket_connect_timeout": 5, "socket_keepalive": True}
+    host = str(settings.pop("host", None) or "localhost").strip()
+    try:
+        if "://" in host:
+            pool = redis.ConnectionPool.from_url(host, **connection_options)
+        else:
+            pool = redis.ConnectionPool(host=host, **settings, **connection_options)
+    except ValueError as error:
+        raise ConfigurationError(
+            "%shost = %r is not a Redis address (%s); set it to a host name or "
+            "a URL such as redis://localhost:6379/0." % (PREFIX, host, error)
+        ) from None
+    return anypubsub.create_pubsub("redis", connection_pool=pool)
+
+
+def _unbounded_queue(maxsize=None):
+    return gevent.queue.Queue()
+
+
+def hub_of(app_config, server=None):
+    """Return the app's hub, created on first use from ``app_config``.
+
+    :param server: the server serving the app (one with ``own(closable)``);
+        the hub is closed when it stops.
+    """
+    hub = app_config.get(HUB_KEY)
+    if hub is None:
+        hub = app_config[HUB_KEY] = PubSubHub(create_backend(app_config))
+        if server is not None:
+            server.own(hub)
+    return hub
+
+
+class _Channel:
+    """One channel of a hub: its local subscribers and its backend subscription."""
+
+    __slots__ = ("name", "groups", "subscriber", "listener", "closed")
+
+    def __init__(self, name):
+        self.name = name
+        # (engine, namespace) -> {namespace instance: None}: one packet is
+        # encoded per group and sent to each of its members
+        self.groups = {}
+        self.subscriber = None
+        self.listener = None
+        self.closed = False
+
+    def __len__(self):
+        return sum(len(members) for members in self.groups.values())
+
+
+class PubSubHub:
+    """Channels and their local subscribers, over one anypubsub backend.
+
+    :param backend: an anypubsub ``PubSub`` (see :func:`create_backend`).
+    """
+
+    def __init__(self, backend):
+        self.backend = backend
+        self._channels = {}  # channel name -> _Channel
+
+    def channel_names(self):
+        """The channels with at least one subscriber in this process."""
+        return sorted(self._channels)
+
+    def subscribe(self, name, member):
+        """Deliver the messages of channel ``name`` to ``member``.
+
+        ``member`` is a namespace instance; the first one of a channel opens
+        the backend subscription before this returns, so a publish made after
+        the client's ``subscribe`` ack reaches it.
+        """
+        channel = self._channels.get(name)
+        if channel is None:
+            channel = self._channels[name] = _Channel(name)
+            try:
+                channel.subscriber = self.backend.subscribe(name)
+            except Exception as error:  # the backend's boundary (Redis away)
+                # the listener retries, and logs the outage
+                log.debug("pub/sub channel %s: cannot subscribe: %s", name, error)
+            channel.listener = gevent.spawn(self._listen, channel)
+        key = (member._tgsio_engine, member.ns_name)
+        channel.groups.setdefault(key, {})[member] = None
+
+    def unsubscribe(self, name, member):
+        """Stop delivering channel ``name`` to ``member``; the last one closes it."""
+        channel = self._channels.get(name)
+        if channel is None:
+            return
+        key = (member._tgsio_engine, member.ns_name)
+        members = channel.groups.get(key)
+        if members is not None:
+            members.pop(member, None)
+            if not members:
+                del channel.groups[key]
+        if not channel.groups:
+            del self._channels[name]
+            self._stop(channel)
+
+    def publish(self, name, message):
+        """Send ``message`` (a JSON text) to every subscriber of channel ``name``.
+
+        :raises PublishError: when the backend cannot take it.
+        """
+        try:
+            self.backend.publish(name, message)
+        except Exception as error:  # the backend's boundary (Redis away)
+            raise PublishError(
+                "pub/sub backend refused a message for channel %s: %s: %s"
+                % (name, type(error).__name__, error)
+            ) from error
+
+    def close(self):
+        """End every channel's backend subscription and listener."""
+        channels, self._channels = list(self._channels.values()), {}
+        for channel in channels:
+            channel.groups.clear()
+            self._stop(channel)
+
+    # -- the listener of one channel ------------------------------------------
+
+    def _stop(self, channel):
+        channel.closed = True
+        listener = channel.listener
+        if listener is not None and listener is not gevent.getcurrent():
+            # Kill it before closing its subscriber: closing a socket another
+            # greenlet reads makes gevent raise in that reader.
+            listener.kill(block=True, timeout=1)
+        _close_subscriber(channel)
+
+    def _listen(self, channel):
+        delay = RETRY_FIRST_DELAY
+        lost = False
+        try:
+            while not channel.closed:
+                try:
+                    if channel.subscriber is None:
+                        channel.subscriber = self.backend.subscribe(channel.name)
+                    if lost:
+                        log.warning(
+                            "pub/sub channel %s: subscribed again", channel.name
+                        )
+                        lost, delay = False, RETRY_FIRST_DELAY
+                    self._relay(channel)
+                except GreenletExit:
+                    raise
+                except Exception as error:  # the backend's boundary (Redis away)
+                    # one line when the backend goes, one when it is back
+                    (log.debug if lost else log.warning)(
+                        "pub/sub channel %s: lost the backend (%s: %s); "
+                        "subscribing again every %.1fs at most",
+                        channel.name,
+                        type(error).__name__,
+                        error,
+                        RETRY_MAX_DELAY,
+                    )
+                    lost = True
+                _close_subscriber(channel)
+                gevent.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+        finally:
+            _close_subscriber(channel)
+
+    def _relay(self, channel):
+        """Hand each message of the channel to its local subscribers."""
+        subscriber = channel.subscriber
+        while not channel.closed:
+            raw = next(subscriber)
+            if raw is None:
+                # anypubsub's Redis subscriber returns None, forever, once
+                # redis-py's PubSub is no longer subscribed.
+                raise ConnectionError("the subscription ended")
+            try:
+                message = json.loads(raw)
+            except ValueError as error:
+                log.warning(
+                    "pub/sub channel %s: dropped a message that is not JSON (%s)",
+                    channel.name,
+                    error,
+                )
+                continue
+            for (engine, namespace), members in list(channel.groups.items()):
+                engine.send_to_instances(
+                    list(members), namespace, PUBLICATION_EVENT, (message,)
+                )
+
+
+def _close_subscriber(channel):
+    """Close a subscription's backend resources (redis-py's ``PubSub``)."""
+    subscriber, channel.subscriber = channel.subscriber, None
+    pubsub = getattr(subscriber, "pubsub", None)
+    if pubsub is None:
+        return  # memory: the backend holds subscribers weakly
+    try:
+        pubsub.close()
+    except Exception as error:  # closing a connection already lost
+        log.debug("pub/sub channel %s: close failed: %s", channel.name, error)

@@ -1,0 +1,17 @@
+"""The keys the package sets in WSGI environs and app configs, in one place.
+
+This module imports nothing: the server module reads it before gevent has
+patched the standard library.
+"""
+
+#: environ: the TG context (``RequestLocals``) of a connection's handshake
+REQUEST_LOCALS_KEY = "tgext.socketio.request_locals"
+
+#: environ: the server serving a Socket.IO request (see ``SocketIOServer.own``)
+SERVER_KEY = "tgext.socketio.server"
+
+#: app config: the app's Socket.IO engines (``emit()`` finds them there)
+ENGINES_KEY = "tgext.socketio.engines"
+
+#: app config: the app's pub/sub hub (one per app, never per process)
+HUB_KEY = "tgext.socketio.pubsub_hub"

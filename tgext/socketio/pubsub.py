@@ -1,0 +1,176 @@
+"""PubSubTGNamespace: clients subscribe to channels, the server publishes.
+
+A client emits ``subscribe`` with a channel name (and optional arguments); the
+namespace's ``subscribe_<channel>`` method decides, guarded by ``@require``
+and ``@validate`` like any ``on_<event>``. Every message published on a
+channel reaches its subscribers as the event ``pubblication``, in every
+process sharing the ``anypubsub.*`` backend (memory by default, Redis for
+several processes). The channels of a process are fanned out by the app's
+:class:`~tgext.socketio.hub.PubSubHub`.
+"""
+
+import json
+import logging
+
+from . import _tg, wire
+from .hub import PUBLICATION_EVENT, PublishError, hub_of
+from .keys import SERVER_KEY
+from .namespace import is_refusal
+from .tgnamespace import SocketIOTGNamespace
+
+log = logging.getLogger(__name__)
+
+
+class PubSubTGNamespace(SocketIOTGNamespace):
+    """A namespace whose clients subscribe to channels.
+
+    ``socket.emit("subscribe", "room", 5)`` calls ``subscribe_room(5)``
+    (spaces in the name become ``_``), which returns ``False`` to reject the
+    client, a string to subscribe it to that (sub)channel instead, or anything
+    else to subscribe it to ``room``. The client's acknowledgement is the
+    channel subscribed, or ``False``. ``unsubscribe`` with the same arguments
+    undoes one subscription; with none, all of them.
+
+    Example::
+
+        class Chat(PubSubTGNamespace):
+            @require(predicates.not_anonymous())
+            def subscribe_room(self, roomid):
+                return "room-%s" % roomid
+
+            def on_say(self, roomid, text):
+                self.publish("room-%s" % roomid, {"text": text})
+    """
+
+    #: the app's hub, found on first use
+    _tgsio_hub = None
+
+    @property
+    def _tgsio_subscriptions(self):
+        """``{key of subscribe's arguments: channel}``; made on first use, as
+        0.0.x subclasses override ``initialize`` without calling ``super()``."""
+        return self.__dict__.setdefault("_tgsio_subscriptions_by_key", {})
+
+    # -- what clients call ------------------------------------------------------
+
+    def on_subscribe(self, packet):
+        args = packet["args"]
+        if not args or args[0] in (None, ""):
+            self.error(wire.CHANNEL_NOT_SPECIFIED, wire.CHANNEL_NOT_SPECIFIED_MESSAGE)
+            return False
+        channel = args[0]
+        method_name = _authorizer_name(channel)
+        if method_name is None or not callable(getattr(self, method_name, None)):
+            self.error(wire.CHANNEL_NOT_AVAILABLE, wire.CHANNEL_NOT_AVAILABLE_MESSAGE)
+            return False
+        result = self.call_method_with_acl(method_name, packet, *args[1:])
+        if is_refusal(result):
+            return False  # denied or invalid: that error has been sent
+        if result is False:
+            self.error(wire.SUBSCRIPTION_REJECTED, wire.SUBSCRIPTION_REJECTED_MESSAGE)
+            return False
+        if isinstance(result, str) and result:
+            channel = result
+        self._tgsio_subscribe(_subscription_key(args), channel)
+        return channel
+
+    def on_unsubscribe(self, packet):
+        args = packet["args"]
+        if not args:
+            channels = sorted(set(self._tgsio_subscriptions.values()))
+            self._tgsio_drop_subscriptions()
+            return channels
+        channel = self._tgsio_subscriptions.pop(_subscription_key(args), None)
+        if channel is None:
+            return False
+        if channel not in self._tgsio_subscriptions.values():
+            self._tgsio_pubsub_hub().unsubscribe(channel, self)
+        return channel
+
+    # -- what the server calls ------------------------------------------------
+
+    def publish(self, channel, message):
+        """Send ``message`` (JSON-serializable) to every subscriber of ``channel``.
+
+        :returns: ``True``, or ``False`` when the backend could not take it
+            (this client then gets ``error`` ``publish_failed``).
+        :raises TypeError: when ``message`` cannot be encoded as JSON.
+        """
+        payload = json.dumps(message)
+        try:
+            self._tgsio_pubsub_hub().publish(channel, payload)
+        except PublishError as error:
+            log.warning("%s [%s]", error, self.ns_name)
+            self.error(wire.PUBLISH_FAILED, wire.publish_failed_message(channel))
+            return False
+        return True
+
+    def subscriptions(self):
+        """The channels this client is subscribed to in this namespace."""
+        return sorted(set(self._tgsio_subscriptions.values()))
+
+    # -- internals --------------------------------------------------------------
+
+    def _tgsio_pubsub_hub(self):
+        hub = self._tgsio_hub
+        if hub is None:
+            hub = self._tgsio_hub = hub_of(
+                _tg.current_app_config(), self.environ.get(SERVER_KEY)
+            )
+        return hub
+
+    def _tgsio_subscribe(self, key, channel):
+        hub = self._tgsio_pubsub_hub()
+        previous = self._tgsio_subscriptions.get(key)
+        self._tgsio_subscriptions[key] = channel
+        hub.subscribe(channel, self)
+        if previous not in (None, channel) and (
+            previous not in self._tgsio_subscriptions.values()
+        ):
+            hub.unsubscribe(previous, self)
+
+    def _tgsio_drop_subscriptions(self):
+        channels = set(self._tgsio_subscriptions.values())
+        self._tgsio_subscriptions.clear()
+        if self._tgsio_hub is not None:
+            for channel in channels:
+                self._tgsio_hub.unsubscribe(channel, self)
+
+    def _tgsio_release(self):
+        try:
+            self._tgsio_drop_subscriptions()
+        finally:
+            super()._tgsio_release()
+
+
+def publish(channel, message):
+    """Publish ``message`` on ``channel`` from outside a namespace.
+
+    Call it where TG's context is active (a controller action, a handler, a
+    spawned job): it uses the hub of that app, so it reaches the subscribers
+    of every process sharing the ``anypubsub.*`` backend.
+
+    :raises PublishError: when the backend could not take the message.
+    """
+    app_config = _tg.current_app_config()
+    if app_config is None:
+        raise RuntimeError(
+            "publish(%r) needs the TurboGears context of an app (call it in a "
+            "controller action or a namespace handler)" % channel
+        )
+    hub_of(app_config).publish(channel, json.dumps(message))
+
+
+def _authorizer_name(channel):
+    """``subscribe_<channel>`` (spaces as ``_``), or ``None`` for a bad name."""
+    if not isinstance(channel, str) or not wire.EVENT_NAME.match(channel):
+        return None
+    return "subscribe_" + channel.replace(" ", "_")
+
+
+def _subscription_key(args):
+    """A hashable key for ``subscribe``'s arguments, equal for equal JSON."""
+    return json.dumps(args, sort_keys=True, default=repr)
+
+
+__all__ = ("PubSubTGNamespace", "PublishError", "publish", "PUBLICATION_EVENT")
