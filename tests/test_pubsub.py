@@ -460,3 +460,41 @@ def test_redis_going_away_fails_publishes_and_subscriptions_resume(serve, own_re
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         gc.collect()
+
+
+def test_publish_from_a_controller_action(serve, backend):
+    import requests
+    from tg import expose
+
+    from tgext.socketio.pubsub import publish
+
+    @expose("json")
+    def announce(self, text):
+        publish("news", {"announcement": text})
+        return {"ok": True}
+
+    server = serve({"news": News}, config=backend, announce=announce)
+    client = server.connect(namespaces=["/news"])
+    heard = listen(client)
+    subscribe(client, "news")
+    response = requests.get(server.url + "/socketio/announce", params={"text": "hi"},
+                            timeout=5)
+    assert response.json() == {"ok": True}
+    assert heard.get(timeout=5) == {"announcement": "hi"}
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"anypubsub.backend": "carrier-pigeon"}, "anypubsub.backend = 'carrier-pigeon'"),
+    ({"anypubsub.backend": "redis", "anypubsub.port": "x"}, "anypubsub.port = 'x'"),
+    ({"anypubsub.backend": "redis", "anypubsub.url": "redis://x"},
+     "the redis backend does not take anypubsub.url"),
+    ({"anypubsub.backend": "redis", "anypubsub.host": "redis://h:port/0"},
+     "anypubsub.host = 'redis://h:port/0' is not a Redis address"),
+])
+def test_bad_settings_name_the_key(config, message):
+    from tgext.socketio.exceptions import ConfigurationError
+    from tgext.socketio.hub import create_backend
+
+    with pytest.raises(ConfigurationError) as failure:
+        create_backend(config)
+    assert message in str(failure.value)

@@ -62,7 +62,7 @@ def free_port():
 class GearboxServer:
     """``gearbox serve -c <ini>`` in a subprocess, its log in a file."""
 
-    def __init__(self, tmp_path, debug=False, extra=""):
+    def __init__(self, tmp_path, debug=False, extra="", pythonpath=()):
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.ini = tmp_path / "test.ini"
@@ -70,7 +70,8 @@ class GearboxServer:
                                        extra=extra))
         self.log_path = tmp_path / "server.log"
         self._log = open(self.log_path, "w")
-        env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [*map(str, pythonpath), os.path.dirname(HERE)]))
         self.process = subprocess.Popen(
             [GEARBOX, "serve", "-c", str(self.ini)], cwd=str(tmp_path), env=env,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -187,3 +188,31 @@ def test_bad_socketio_option_stops_start_up_naming_the_key(gearbox):
         "socketio.ping_interval = 'soon' is not a positive number of seconds; "
         "set it to a positive number of seconds in [app:main] of your .ini file."
     ) in server.log()
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("anypubsub.backend = carrier-pigeon",
+     "anypubsub.backend = 'carrier-pigeon' is not an anypubsub backend; set it to "
+     "memory (one process) or redis (several processes)."),
+    ("anypubsub.backend = redis\nanypubsub.port = sixty",
+     "anypubsub.port = 'sixty' is not a whole number; set it in [app:main] of your "
+     ".ini file (anypubsub.port = 6379, say)."),
+    ("anypubsub.host = localhost",
+     "the memory backend does not take the settings anypubsub.host"),
+])
+def test_bad_anypubsub_setting_stops_start_up_naming_the_key(gearbox, extra, message):
+    server = gearbox(extra=extra)
+    assert server.wait_for_exit() != 0
+    assert message in server.log()
+
+
+def test_redis_backend_without_redis_py_stops_start_up(gearbox, tmp_path):
+    # a "redis" package that is not there, as on a machine without redis-py
+    shadow = tmp_path / "no-redis-py"
+    (shadow / "redis").mkdir(parents=True)
+    (shadow / "redis" / "__init__.py").write_text(
+        "raise ImportError('No module named redis')\n")
+    server = gearbox(extra="anypubsub.backend = redis", pythonpath=[shadow])
+    assert server.wait_for_exit() != 0
+    assert ("anypubsub.backend = redis needs redis-py; run 'pip install "
+            "tgext.socketio[redis]'.") in server.log()

@@ -1,0 +1,65 @@
+// The page's client: socket.io-client 4.x, served from this app (no CDN).
+(function () {
+  var socket = io("/chat", { path: "/socketio" });
+  var messages = document.getElementById("messages");
+  var status = document.getElementById("status");
+  var roomLabel = document.getElementById("room");
+  var currentRoom = null;
+
+  function show(text, className) {
+    var row = document.createElement("div");
+    row.textContent = text;
+    if (className) { row.className = className; }
+    messages.appendChild(row);
+    messages.scrollTop = messages.scrollHeight;
+  }
+
+  function join(room) {
+    // leave every room of this connection, then subscribe to the new one
+    socket.emit("unsubscribe", function () {
+      socket.emit("subscribe", "room", room, function (channel) {
+        if (channel === false) { return; }  // the error event says why
+        currentRoom = room;
+        roomLabel.textContent = room;
+        document.querySelectorAll(".room").forEach(function (button) {
+          button.classList.toggle("current", button.dataset.room === room);
+        });
+        show("joined " + room);
+      });
+    });
+  }
+
+  socket.on("connect", function () {
+    status.textContent = "connected";
+    if (currentRoom) { join(currentRoom); }  // subscriptions end with a connection
+  });
+  socket.on("disconnect", function () { status.textContent = "disconnected"; });
+  socket.on("pubblication", function (message) {
+    show("[" + message.room + "] " + message.nickname + ": " + message.text);
+  });
+  socket.on("error", function (name, message) {
+    show(name + ": " + (typeof message === "string" ? message : JSON.stringify(message)),
+         "error");
+  });
+
+  document.getElementById("nickname-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    socket.emit("nickname", document.getElementById("nickname").value, function (name) {
+      if (name) { show("you are " + name); }
+    });
+  });
+  document.querySelectorAll(".room").forEach(function (button) {
+    button.addEventListener("click", function () { join(button.dataset.room); });
+  });
+  document.getElementById("room-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    join(document.getElementById("room-name").value);
+  });
+  document.getElementById("say-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var input = document.getElementById("text");
+    if (!currentRoom) { show("join a room first", "error"); return; }
+    socket.emit("say", currentRoom, input.value);
+    input.value = "";
+  });
+})();

@@ -1,0 +1,124 @@
+"""The chat example as a user runs it: ``examples/chat/run``, twice on one
+Redis (two processes), its page in headless Chromium; and its memory
+backend, and the redis-server it starts when none answers."""
+import os
+
+import pytest
+import redis
+import socketio
+
+from tgext.socketio.testing import disconnect_client
+
+from .test_example_page import (  # noqa: F401 (browser is a fixture)
+    START_TIMEOUT,
+    TOP,
+    Process,
+    browser,
+    free_port,
+)
+
+RUN = os.path.join(TOP, "examples", "chat", "run")
+MESSAGES = "Array.from(document.querySelectorAll('#messages div'), row => row.textContent)"
+
+
+@pytest.fixture
+def chat():
+    """``chat(**env)`` runs examples/chat/run on a free port; returns (url, process)."""
+    processes = []
+
+    def start(**env):
+        port = free_port()
+        process = Process([RUN], cwd=TOP, env=dict(os.environ, PORT=str(port), **env))
+        processes.append(process)
+        process.wait_for_line(
+            r"serving Socket\.IO at http://127\.0\.0\.1:%d/socketio" % port, START_TIMEOUT
+        )
+        return "http://127.0.0.1:%d" % port, process
+
+    yield start
+    for process in processes:
+        process.stop()
+
+
+def enter(page, nickname, room):
+    page.send("Page.bringToFront")  # mouse events go to the tab in front
+    page.wait_until("document.getElementById('status').textContent === 'connected'")
+    page.evaluate("document.getElementById('nickname').value = %r" % nickname)
+    page.click("#nickname-form button")
+    page.wait_until("%s.includes('you are %s')" % (MESSAGES, nickname))
+    page.click('button[data-room="%s"]' % room)
+    page.wait_until("%s.includes('joined %s')" % (MESSAGES, room))
+
+
+def say(page, text):
+    page.send("Page.bringToFront")
+    page.evaluate("document.getElementById('text').value = %r" % text)
+    page.evaluate("document.getElementById('say-form').requestSubmit()")  # Enter
+
+
+def test_two_processes_on_one_redis_keep_each_room_to_itself(chat, own_redis, browser):  # noqa: F811
+    first_url, first = chat(REDIS_PORT=str(own_redis.port))
+    second_url, _ = chat(REDIS_PORT=str(own_redis.port))
+    first.wait_for_line(r"chat: reusing the redis-server at 127\.0\.0\.1:%d" % own_redis.port, 5)
+
+    alice = browser(first_url + "/")
+    enter(alice, "alice", "lobby")
+    bob = browser(second_url + "/")
+    enter(bob, "bob", "games")
+    carol = browser(second_url + "/")
+    enter(carol, "carol", "lobby")
+
+    say(alice, "hello lobby")  # from the first process to the second
+    carol.wait_until("%s.includes('[lobby] alice: hello lobby')" % MESSAGES)
+    alice.wait_until("%s.includes('[lobby] alice: hello lobby')" % MESSAGES)
+    say(bob, "anyone for games?")
+    bob.wait_until("%s.includes('[games] bob: anyone for games?')" % MESSAGES)
+    say(carol, "hi alice")  # and back
+    alice.wait_until("%s.includes('[lobby] carol: hi alice')" % MESSAGES)
+
+    assert "[games] bob: anyone for games?" not in alice.evaluate(MESSAGES)
+    assert "[games] bob: anyone for games?" not in carol.evaluate(MESSAGES)
+    assert not [line for line in bob.evaluate(MESSAGES) if line.startswith("[lobby]")]
+    for page in (alice, bob, carol):
+        assert page.events("Runtime.exceptionThrown") == []
+
+
+def connect(url):
+    client = socketio.Client()
+    client.connect(url, namespaces=["/chat"], socketio_path="socketio",
+                   transports=["websocket"], wait_timeout=10)
+    return client
+
+
+def test_memory_backend_needs_no_redis(chat):
+    url, process = chat(BACKEND="memory", REDIS_PORT=str(free_port()))
+    process.wait_for_line(r"chat: pub/sub backend memory", 5)
+    alice, bob = connect(url), connect(url)
+    try:
+        heard = []
+        bob.on("pubblication", heard.append, namespace="/chat")
+        for client in (alice, bob):
+            assert client.call("subscribe", ("room", "lobby"), namespace="/chat",
+                               timeout=5) == "room-lobby"
+        assert alice.call("say", ("lobby", "no redis here"), namespace="/chat", timeout=5)
+        bob.sleep(0.3)
+        assert heard == [{"room": "lobby", "nickname": "anonymous", "text": "no redis here"}]
+        assert alice.call("subscribe", ("room", "not a room!"), namespace="/chat",
+                          timeout=5) is False
+    finally:
+        disconnect_client(alice)
+        disconnect_client(bob)
+
+
+def test_run_starts_a_redis_server_when_none_answers_and_stops_it(chat):
+    redis_port = free_port()
+    url, process = chat(REDIS_PORT=str(redis_port))
+    process.wait_for_line(r"chat: started redis-server at 127\.0\.0\.1:%d" % redis_port, 5)
+    client = redis.Redis(port=redis_port, socket_connect_timeout=1)
+    try:
+        assert client.ping()
+        process.stop()
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+    finally:
+        client.close()
