@@ -15,8 +15,8 @@ from tg import predicates, require, validate
 from tg.validation import Convert
 
 from tgext.socketio.hub import PubSubHub
-from tgext.socketio.keys import HUB_KEY
 from tgext.socketio.pubsub import PubSubTGNamespace
+from tgext.socketio.runtime import runtime_of
 
 from .apps.auth_app import build_remote_user_app
 from .conftest import controller_for
@@ -90,7 +90,7 @@ def nothing_in(queue, wait=0.3):
 
 
 def hub_of_server(server):
-    return server.app_config[HUB_KEY]
+    return runtime_of(server.app_config).hub
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling", "upgrade"])
@@ -403,7 +403,7 @@ def test_200_clients_subscribe_and_leave_half_dropping_tcp(serve, redis_server, 
 
 
 def news_connections(server):
-    return server.app_config["tgext.socketio.engines"][0]._connections
+    return runtime_of(server.app_config).engines[0]._connections
 
 
 def test_server_stop_ends_the_hub_listeners(serve, backend, wait_for):

@@ -8,16 +8,16 @@ them; the controller then hands the raw request to python-socketio.
 import inspect
 import logging
 
+import tg
 from tg import TGController, expose, request
+from tg.controllers.decoratedcontroller import DecoratedController
 from tg.exceptions import HTTPNotFound
 from webob import Response
 
-from ._tg import current_request_locals
-from .config import parse_options
-from .emitter import register_engine
-from .engine import SocketIOEngine
-from .keys import REQUEST_LOCALS_KEY
+from ._tg import current_app_config, current_request_locals
+from .keys import REQUEST_LOCALS_KEY, SERVER_KEY
 from .namespace import BaseNamespace
+from .runtime import runtime_of
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +66,12 @@ class SocketIOController(TGController):
 
     @property
     def engine(self):
-        """The python-socketio server of this controller, built on first use."""
-        engine = self.__dict__.get("_tgsio_engine")
-        if engine is None:
-            from tg import config
+        """The python-socketio server of this controller in the current app.
 
-            engine = SocketIOEngine(self.namespace_classes(), parse_options(config))
-            self.__dict__["_tgsio_engine"] = engine
-            register_engine(config, engine)
-        return engine
+        Each app has its own (see :mod:`tgext.socketio.runtime`), even when
+        two apps share a controller instance.
+        """
+        return runtime_of(current_app_config()).engine_for(self)
 
     @expose()
     def index(self, *args, **kwargs):
@@ -87,9 +84,23 @@ class SocketIOController(TGController):
         return self._hand_off_to_engine()
 
     def _hand_off_to_engine(self):
-        request_locals = current_request_locals()
-        request.environ[REQUEST_LOCALS_KEY] = request_locals
-        return _EngineResponse(self.engine)
+        environ = request.environ
+        try:
+            runtime = runtime_of(current_app_config())
+            engine = runtime.engine_for(self)
+        except Exception as error:  # keep TG's error pages and backlash out
+            log.error(
+                "Socket.IO engine unavailable for %s: %s: %s",
+                environ.get("PATH_INFO"),
+                type(error).__name__,
+                error,
+            )
+            return _PlainFailure()
+        server = environ.get(SERVER_KEY)
+        if server is not None:
+            server.own(runtime)  # closed, with its engines, when the server stops
+        environ[REQUEST_LOCALS_KEY] = current_request_locals()
+        return _EngineResponse(engine)
 
 
 class _EngineResponse(Response):
@@ -145,6 +156,18 @@ class _EngineResponse(Response):
         return body
 
 
+class _PlainFailure(Response):
+    """A plain 500, sent after TG's wrappers: no error page, no debugger."""
+
+    def __call__(self, environ, start_response):
+        body = b"Internal Server Error"
+        start_response(
+            "500 Internal Server Error",
+            [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+
 class _WebSocketBody:
     """The body of an upgraded request: iterating it runs the WebSocket."""
 
@@ -169,3 +192,43 @@ class _WebSocketBody:
 
 def _ignore_start_response(status, headers, exc_info=None):
     return None
+
+
+def start_app_runtime(app):
+    """Make ``app``'s runtime and the engines of the controllers it mounts.
+
+    Registered on TG's ``configure_new_app`` hook, which every app made after
+    this module was imported fires, under any server: a bad ``socketio.*`` or
+    ``anypubsub.*`` setting then stops the app from being made. A controller
+    this walk cannot reach (one returned by ``_lookup``, say) gets its engine
+    on its first request instead.
+    """
+    runtime = runtime_of(app.config)
+    for controller in _socketio_controllers(app.config.get("tg.root_controller")):
+        runtime.engine_for(controller)
+
+
+def _socketio_controllers(root, max_depth=8):
+    """The ``SocketIOController`` instances mounted below ``root``."""
+    found, seen, pending = [], set(), [(root, 0)]
+    while pending:
+        controller, depth = pending.pop()
+        if id(controller) in seen or not isinstance(controller, DecoratedController):
+            continue
+        seen.add(id(controller))
+        if isinstance(controller, SocketIOController):
+            found.append(controller)
+        elif depth < max_depth:
+            pending.extend((child, depth + 1) for child in _static_values(controller))
+    return found
+
+
+def _static_values(instance):
+    """Attribute values of ``instance`` and its classes, running no property."""
+    values = list(vars(instance).values())
+    for cls in type(instance).__mro__:
+        values.extend(vars(cls).values())
+    return values
+
+
+tg.hooks.register("configure_new_app", start_app_runtime)

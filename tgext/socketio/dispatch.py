@@ -39,6 +39,7 @@ class EventDispatcher:
         self.max_idle_workers = max_idle_workers
         self._ready = Queue()  # instances with events waiting for a worker
         self._idle_workers = 0  # workers blocked on _ready.get()
+        self._workers = set()
 
     def submit(self, instance, id, data):
         """Queue one event (``data`` is ``[name, *args]``) for ``instance``."""
@@ -52,7 +53,14 @@ class EventDispatcher:
         # counted as idle until they run: start one more only when the
         # instances waiting outnumber the workers that will take them.
         if ready.qsize() > self._idle_workers:
-            gevent.spawn(self._work)
+            worker = gevent.spawn(self._work)
+            self._workers.add(worker)
+            worker.rawlink(self._workers.discard)
+
+    def close(self):
+        """End every worker (the engine is closing: its clients are gone)."""
+        workers, self._workers = list(self._workers), set()
+        gevent.killall(workers, block=False)
 
     def _work(self):
         ready = self._ready

@@ -10,20 +10,12 @@ process (a worker, a cron job) reaches clients connected to the servers.
 import logging
 
 from ._tg import current_app_config, in_request
-from .keys import ENGINES_KEY
+from .keys import RUNTIME_KEY
 
 log = logging.getLogger(__name__)
 
 
 _write_only_managers = {}  # message queue URL -> python-socketio manager
-
-
-def register_engine(app_config, engine):
-    """Record ``engine`` as one of the app's Socket.IO servers."""
-    engines = app_config.get(ENGINES_KEY)
-    if engines is None:
-        engines = app_config[ENGINES_KEY] = []
-    engines.append(engine)
 
 
 def emit(
@@ -57,9 +49,10 @@ def emit(
     """
     app_config = current_app_config() if message_queue is None else None
     if app_config is not None:
+        runtime = app_config.get(RUNTIME_KEY)
         engines = [
             engine
-            for engine in app_config.get(ENGINES_KEY) or ()
+            for engine in (runtime.engines if runtime is not None else ())
             if namespace in engine.namespace_classes
         ]
         for engine in engines:

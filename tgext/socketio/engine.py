@@ -19,6 +19,7 @@ from socketio import packet as sio_packet
 
 from .context import call_in_context
 from .dispatch import EventDispatcher
+from .exceptions import ConfigurationError
 from .keys import REQUEST_LOCALS_KEY
 from .namespace import DENIED, is_refusal
 
@@ -103,6 +104,33 @@ class SocketIOEngine(socketio.Server):
             allow_upgrades=options["allow_upgrades"],
             http_compression=options["http_compression"],
         )
+
+    def _engineio_server_class(self):
+        return _TrackedEngineIOServer
+
+    def close(self):
+        """Disconnect every client, then end every greenlet the engine runs.
+
+        Clients get a DISCONNECT for each namespace and Engine.IO's CLOSE, as
+        when the server disconnects them one by one.
+        """
+        for eio_sid, connection in list(self._connections.items()):
+            for instance in list(connection.active_ns.values()):
+                try:
+                    self.disconnect(
+                        instance._tgsio_sid,
+                        namespace=instance.ns_name,
+                        ignore_queue=True,
+                    )
+                except Exception as error:  # a client half gone already
+                    log.debug("disconnect of %s failed: %s", eio_sid, error)
+            socket = self.eio.sockets.pop(eio_sid, None)
+            if socket is not None:
+                socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+        self.eio.shutdown()
+        self._dispatcher.close()
+        self.eio.end_background_tasks()
+        _close_client_manager(self.manager)
 
     # -- connections ------------------------------------------------------------
 
@@ -323,6 +351,30 @@ class SocketIOEngine(socketio.Server):
             log.exception("Unhandled exception in %s ack callback", instance.ns_name)
 
 
+class _TrackedEngineIOServer(engineio.Server):
+    """python-engineio's server, keeping its background greenlets to end them.
+
+    A closed session's ping greenlet would otherwise sleep on for up to
+    ``ping_interval``, and the message queue's listener forever.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self._background = set()
+        super().__init__(*args, **kwargs)
+
+    def start_background_task(self, target, *args, **kwargs):
+        task = super().start_background_task(target, *args, **kwargs)
+        background = self._background
+        background.add(task)
+        task.rawlink(background.discard)
+        return task
+
+    def end_background_tasks(self):
+        """Let writers flush what was queued (a CLOSE), then kill every task."""
+        gevent.sleep(0)
+        gevent.killall(list(self._background), block=False)
+
+
 def _client_manager(options):
     url = options["message_queue"]
     if url is None:
@@ -331,9 +383,25 @@ def _client_manager(options):
         try:
             import redis  # noqa: F401
         except ImportError:
-            raise ImportError(
+            raise ConfigurationError(
                 "socketio.message_queue = %s needs redis-py; run "
                 "'pip install tgext.socketio[redis]'." % url
             ) from None
         return socketio.RedisManager(url, channel=options["channel"])
-    return socketio.KombuManager(url, channel=options["channel"])
+    try:
+        return socketio.KombuManager(url, channel=options["channel"])
+    except RuntimeError as error:  # kombu is not installed
+        raise ConfigurationError(
+            "socketio.message_queue = %s needs kombu (%s); install it, or use a "
+            "redis:// URL." % (url, error)
+        ) from None
+
+
+def _close_client_manager(manager):
+    """Close the Redis connection a message queue manager listens on."""
+    pubsub = getattr(manager, "pubsub", None)  # RedisManager's redis-py PubSub
+    if pubsub is not None:
+        try:
+            pubsub.close()
+        except Exception as error:  # a connection already lost
+            log.debug("closing the message queue connection failed: %s", error)

@@ -22,7 +22,6 @@ import gevent.queue
 from gevent import GreenletExit
 
 from .exceptions import ConfigurationError, SocketIOExtError
-from .keys import HUB_KEY
 
 log = logging.getLogger(__name__)
 
@@ -139,20 +138,6 @@ def _create_redis_backend(settings):
 
 def _unbounded_queue(maxsize=None):
     return gevent.queue.Queue()
-
-
-def hub_of(app_config, server=None):
-    """Return the app's hub, created on first use from ``app_config``.
-
-    :param server: the server serving the app (one with ``own(closable)``);
-        the hub is closed when it stops.
-    """
-    hub = app_config.get(HUB_KEY)
-    if hub is None:
-        hub = app_config[HUB_KEY] = PubSubHub(create_backend(app_config))
-        if server is not None:
-            server.own(hub)
-    return hub
 
 
 class _Channel:

@@ -10,8 +10,5 @@ REQUEST_LOCALS_KEY = "tgext.socketio.request_locals"
 #: environ: the server serving a Socket.IO request (see ``SocketIOServer.own``)
 SERVER_KEY = "tgext.socketio.server"
 
-#: app config: the app's Socket.IO engines (``emit()`` finds them there)
-ENGINES_KEY = "tgext.socketio.engines"
-
-#: app config: the app's pub/sub hub (one per app, never per process)
-HUB_KEY = "tgext.socketio.pubsub_hub"
+#: app config: the app's ``AppRuntime`` (its engines and pub/sub hub)
+RUNTIME_KEY = "tgext.socketio.runtime"

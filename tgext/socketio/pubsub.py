@@ -13,9 +13,9 @@ import json
 import logging
 
 from . import _tg, wire
-from .hub import PUBLICATION_EVENT, PublishError, hub_of
-from .keys import SERVER_KEY
+from .hub import PUBLICATION_EVENT, PublishError
 from .namespace import is_refusal
+from .runtime import runtime_of
 from .tgnamespace import SocketIOTGNamespace
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,7 @@ class PubSubTGNamespace(SocketIOTGNamespace):
     def _tgsio_pubsub_hub(self):
         hub = self._tgsio_hub
         if hub is None:
-            hub = self._tgsio_hub = hub_of(
-                _tg.current_app_config(), self.environ.get(SERVER_KEY)
-            )
+            hub = self._tgsio_hub = runtime_of(_tg.current_app_config()).hub
         return hub
 
     def _tgsio_subscribe(self, key, channel):
@@ -158,7 +156,7 @@ def publish(channel, message):
             "publish(%r) needs the TurboGears context of an app (call it in a "
             "controller action or a namespace handler)" % channel
         )
-    hub_of(app_config).publish(channel, json.dumps(message))
+    runtime_of(app_config).hub.publish(channel, json.dumps(message))
 
 
 def _authorizer_name(channel):

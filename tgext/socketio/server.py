@@ -9,8 +9,39 @@ must be greenlet-local. Keep ``tg`` imports out of the module body.
 
 from gevent import monkey
 
-if not monkey.is_module_patched("socket"):
+
+def _patch_standard_library():
+    """``monkey.patch_all()``, also when other threads already run.
+
+    gevent adopts the locks held by the patching thread only when it is the
+    process's one thread. Under ``gearbox serve --reload`` hupper has started
+    two threads in the serving process before gearbox imports this module, so
+    the import lock held for this very import keeps its native owner and
+    releasing it fails ("cannot release un-acquired lock"). Hand the import
+    locks this thread holds to its main greenlet, as gevent does alone.
+    """
+    import threading
+
+    native_ident = threading.get_ident()
+    alone = threading.active_count() == 1
     monkey.patch_all()
+    if alone:
+        return
+    import gc
+    import importlib._bootstrap
+
+    module_lock_type = importlib._bootstrap._ModuleLock
+    greenlet_ident = threading.get_ident()
+    for candidate in gc.get_objects():
+        if (
+            type(candidate) is module_lock_type
+            and getattr(candidate, "owner", None) == native_ident
+        ):
+            candidate.owner = greenlet_ident
+
+
+if not monkey.is_module_patched("socket"):
+    _patch_standard_library()
 
 import logging  # noqa: E402
 import socket  # noqa: E402
@@ -87,20 +118,25 @@ class SocketIOServer(WSGIServer):
         self._owned = []
 
     def own(self, closable):
-        """Close ``closable`` (anything with ``close()``) when the server stops."""
-        self._owned.append(closable)
+        """Close ``closable`` (anything with ``close()``) when the server stops.
+
+        The controller hands it the runtime of each app it serves: engines
+        and pub/sub hub.
+        """
+        if not any(owned is closable for owned in self._owned):
+            self._owned.append(closable)
 
     def stop(self, timeout=None):
-        """Stop serving, then close what the served apps started (pub/sub hubs)."""
-        try:
-            super().stop(timeout=timeout)
-        finally:
-            owned, self._owned = self._owned, []
-            for closable in reversed(owned):
-                try:
-                    closable.close()
-                except Exception:  # one failing resource must not keep the rest
-                    log.exception("closing %r when the server stopped failed", closable)
+        """Stop accepting, close the apps' engines (clients get a clean
+        disconnect), then wait for the open requests to end."""
+        self.close()
+        owned, self._owned = self._owned, []
+        for closable in reversed(owned):
+            try:
+                closable.close()
+            except Exception:  # one failing resource must not keep the rest
+                log.exception("closing %r when the server stopped failed", closable)
+        super().stop(timeout=timeout)
 
     def handle(self, sock, address):
         # Nagle's algorithm holds a second small frame (an ack after an emit)
