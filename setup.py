@@ -20,6 +20,7 @@ testing_requires = [
     "backlash>=0.3,<0.6",
     "Beaker>=1.12,<2",
     "tgext.pluggable>=0.8,<1",
+    "gunicorn>=22,<24",
 ]
 
 setup(
@@ -65,6 +66,8 @@ setup(
         # kept for 0.0.x-era requirements files: anypubsub is now a dependency
         "pubsub": [],
         "redis": ["redis>=5,<9"],
+        # the worker class tgext.socketio.gunicorn.SocketIOWorker
+        "gunicorn": ["gunicorn>=22,<24"],
         "testing": testing_requires,
     },
     entry_points={

@@ -22,10 +22,10 @@ INI = """\
 use = egg:tgext.socketio#socketio
 host = 127.0.0.1
 port = {port}
-socketio_resource = socketio
+socketio_resource = {resource}
 
 [app:main]
-use = call:tests.apps.runner_app:make_app
+use = call:{app}
 debug = {debug}
 {extra}
 
@@ -60,20 +60,28 @@ def free_port():
 
 
 class GearboxServer:
-    """``gearbox serve -c <ini>`` in a subprocess, its log in a file."""
+    """``gearbox serve -c <ini>`` in a subprocess, its log in a file.
 
-    def __init__(self, tmp_path, debug=False, extra="", pythonpath=()):
+    ``command(ini, port)`` gives another command line for the same ini
+    (gunicorn's, say); ``options`` are added to gearbox's (``--reload``).
+    """
+
+    def __init__(self, tmp_path, debug=False, extra="", pythonpath=(),
+                 resource="socketio", command=None, options=(),
+                 app="tests.apps.runner_app:make_app"):
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.ini = tmp_path / "test.ini"
         self.ini.write_text(INI.format(port=self.port, debug=str(debug).lower(),
-                                       extra=extra))
+                                       extra=extra, resource=resource, app=app))
         self.log_path = tmp_path / "server.log"
         self._log = open(self.log_path, "w")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [*map(str, pythonpath), os.path.dirname(HERE)]))
+        args = (command(self.ini, self.port) if command is not None
+                else [GEARBOX, "serve", *options, "-c", str(self.ini)])
         self.process = subprocess.Popen(
-            [GEARBOX, "serve", "-c", str(self.ini)], cwd=str(tmp_path), env=env,
+            args, cwd=str(tmp_path), env=env,
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
@@ -85,6 +93,20 @@ class GearboxServer:
         while text not in self.log():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("%r not in the server log:\n%s" % (text, self.log()))
+            gevent.sleep(0.05)
+
+    def wait_for_log_match(self, pattern, after=None, timeout=30):
+        """The first match of ``pattern`` in the log (past the match ``after``)."""
+        import re
+
+        start = after.end() if after is not None else 0
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.compile(pattern).search(self.log(), start)
+            if match:
+                return match
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("%r not in the server log:\n%s" % (pattern, self.log()))
             gevent.sleep(0.05)
 
     def wait_for_exit(self, timeout=20):
@@ -216,3 +238,50 @@ def test_redis_backend_without_redis_py_stops_start_up(gearbox, tmp_path):
     assert server.wait_for_exit() != 0
     assert ("anypubsub.backend = redis needs redis-py; run 'pip install "
             "tgext.socketio[redis]'.") in server.log()
+
+
+def test_message_queue_without_redis_py_stops_start_up(gearbox, tmp_path):
+    shadow = tmp_path / "no-redis-py"
+    (shadow / "redis").mkdir(parents=True)
+    (shadow / "redis" / "__init__.py").write_text(
+        "raise ImportError('No module named redis')\n")
+    server = gearbox(extra="socketio.message_queue = redis://127.0.0.1:1/0",
+                     pythonpath=[shadow])
+    assert server.wait_for_exit() != 0
+    assert ("socketio.message_queue = redis://127.0.0.1:1/0 needs redis-py; run "
+            "'pip install tgext.socketio[redis]'.") in server.log()
+
+
+def test_gearbox_serve_reload_restarts_on_a_change_and_clients_reconnect(
+    gearbox, client_factory, tmp_path
+):
+    import socketio
+
+    # the app module is a copy, so that touching it restarts only this server
+    package = tmp_path / "reloadable"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    app_module = package / "runner_app.py"
+    with open(os.path.join(HERE, "apps", "runner_app.py")) as source:
+        app_module.write_text(source.read())
+    server = gearbox(options=["--reload"], pythonpath=[tmp_path],
+                     app="reloadable.runner_app:make_app")
+    first = server.wait_for_log_match(r"Starting server in PID (\d+)")
+    server.wait_for_log("serving Socket.IO at")
+    client = client_factory(socketio.Client(reconnection_delay=0.1,
+                                            reconnection_delay_max=0.5))
+    client.connect(server.url, namespaces=["/probe"], socketio_path="socketio",
+                   transports=["websocket"], wait_timeout=10)
+    assert client.call("ping", {"type": "ping"}, namespace="/probe", timeout=5) == "ack"
+    connects = []
+    client.on("connect", lambda: connects.append(True), namespace="/probe")
+
+    gevent.sleep(1.5)  # hupper polls for changed files every second
+    app_module.write_text(app_module.read_text() + "\n# changed\n")
+    second = server.wait_for_log_match(r"Starting server in PID (\d+)", after=first)
+    assert second.group(1) != first.group(1)
+    with gevent.Timeout(20, AssertionError("no reconnect:\n" + server.log())):
+        while not connects:
+            gevent.sleep(0.1)
+    assert client.call("ping", {"type": "ping"}, namespace="/probe", timeout=5) == "ack"
+    assert "cannot release un-acquired lock" not in server.log()

@@ -42,6 +42,7 @@ class SocketIO(SocketIOController):
 
 class Root(TGController):
     socketio = SocketIO()
+    socket_io = SocketIO()  # for socketio_resource = socket.io
 
 
 def make_app(global_config=None, **app_conf):

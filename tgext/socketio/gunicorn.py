@@ -1,0 +1,68 @@
+"""SocketIOWorker: gunicorn's gevent worker, serving as ``gearbox serve`` does.
+
+Use it with the same ini as ``gearbox serve``::
+
+    gunicorn --paste development.ini -k tgext.socketio.gunicorn.SocketIOWorker
+
+``socketio_resource`` is read from ``[server:main]`` of that ini (without
+``--paste``, from the environment variable ``TGEXT_SOCKETIO_RESOURCE``, else
+``socketio``). Like the paste runner, the worker upgrades to WebSocket only
+under the resource, rewrites ``/socket.io/`` for TG's dispatch, sets
+``TCP_NODELAY``, patches gevent before the app (and TurboGears) is imported,
+refuses to serve when TurboGears came first, and closes the app's engines
+when it stops, so clients get a clean disconnect.
+
+gunicorn imports this module in its master process, which must stay
+unpatched and free of ``tg``: everything that imports ``tg`` happens in the
+workers, after gevent patched them.
+"""
+
+import configparser
+import functools
+import os
+
+from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
+
+from .serving import DEFAULT_RESOURCE, SocketIOHandler, SocketIOServer
+
+#: where the resource comes from when gunicorn runs without ``--paste``
+RESOURCE_ENVIRON = "TGEXT_SOCKETIO_RESOURCE"
+
+
+class SocketIOGunicornHandler(SocketIOHandler, PyWSGIHandler):
+    """The paste runner's handler, logging requests through gunicorn."""
+
+
+class SocketIOWorker(GeventPyWSGIWorker):
+    """A gunicorn worker class for TurboGears apps serving Socket.IO."""
+
+    wsgi_handler = SocketIOGunicornHandler
+
+    @property
+    def server_class(self):
+        return functools.partial(SocketIOServer, resource=socketio_resource(self.cfg))
+
+    def load_wsgi(self):
+        # the app (and tg) is imported here, in the patched worker
+        super().load_wsgi()
+        from .server import check_app_config, check_monkey_patching
+
+        check_monkey_patching()
+        check_app_config()
+
+
+def socketio_resource(cfg):
+    """``socketio_resource`` of ``[server:main]`` in the ``--paste`` ini."""
+    paste = getattr(cfg, "paste", None)
+    if paste:
+        path = paste.split("#", 1)[0]
+        if path.startswith("config:"):
+            path = path[len("config:") :]
+        path = os.path.abspath(path)
+        parser = configparser.ConfigParser(
+            defaults={"here": os.path.dirname(path), "__file__": path}
+        )
+        parser.read([path])
+        if parser.has_option("server:main", "socketio_resource"):
+            return parser.get("server:main", "socketio_resource")
+    return os.environ.get(RESOURCE_ENVIRON) or DEFAULT_RESOURCE
