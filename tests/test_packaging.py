@@ -67,3 +67,19 @@ def test_dead_gevent_socketio_installed_is_refused_with_the_fix(tmp_path):
     assert result.returncode != 0
     assert "ImportError: gevent-socketio is installed" in result.stderr
     assert "pip uninstall gevent-socketio" in result.stderr
+
+
+def test_version_sorts_after_the_python_2_release():
+    from packaging.version import Version
+
+    assert Version(metadata.version("tgext.socketio")) > Version("0.0.3")
+
+
+def test_gunicorn_worker_module_imports_neither_tg_nor_the_patching_runner():
+    # gunicorn imports the worker class in its master process
+    result = run_python(
+        "import sys, gevent.monkey, tgext.socketio.gunicorn; "
+        "print('tg' in sys.modules, gevent.monkey.is_module_patched('socket'))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]
