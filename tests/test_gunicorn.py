@@ -25,7 +25,8 @@ def gunicorn(tmp_path):
     servers = []
 
     def start(**kwargs):
-        server = GearboxServer(tmp_path, command=gunicorn_command, **kwargs)
+        kwargs.setdefault("command", gunicorn_command)
+        server = GearboxServer(tmp_path, **kwargs)
         servers.append(server)
         return server
 

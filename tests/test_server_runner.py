@@ -23,6 +23,7 @@ use = egg:tgext.socketio#socketio
 host = 127.0.0.1
 port = {port}
 socketio_resource = {resource}
+{server_extra}
 
 [app:main]
 use = call:{app}
@@ -68,12 +69,13 @@ class GearboxServer:
 
     def __init__(self, tmp_path, debug=False, extra="", pythonpath=(),
                  resource="socketio", command=None, options=(),
-                 app="tests.apps.runner_app:make_app"):
+                 app="tests.apps.runner_app:make_app", server_extra=""):
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
         self.ini = tmp_path / "test.ini"
         self.ini.write_text(INI.format(port=self.port, debug=str(debug).lower(),
-                                       extra=extra, resource=resource, app=app))
+                                       extra=extra, resource=resource, app=app,
+                                       server_extra=server_extra))
         self.log_path = tmp_path / "server.log"
         self._log = open(self.log_path, "w")
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(

@@ -3,19 +3,27 @@
 Its namespace reports what the server process looks like from inside a
 handler: whether TG's request context is greenlet-local, and the request.
 """
+import os
+
 import gevent
 import tg
 from tg import MinimalApplicationConfigurator, TGController, expose
 from tg.configurator.components.debugger import DebuggerConfigurationComponent
 
-from tgext.socketio import BaseNamespace, SocketIOController
+from tgext.socketio import BaseNamespace, BroadcastMixin, SocketIOController
 from tgext.socketio._tg import context_is_greenlet_local
 
 
-class Probe(BaseNamespace):
+class Probe(BroadcastMixin, BaseNamespace):
     def on_ping(self, attack):
         self.emit("pong", {"sound": "pong"})
         return "ack"
+
+    def on_whoami(self):
+        return os.getpid()
+
+    def on_shout(self, text):
+        self.broadcast_event("heard", text)
 
     def on_inspect(self, label):
         tg.request.environ["tgext.test.label"] = label

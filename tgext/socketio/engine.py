@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 #: seconds between the CONNECT packet and recv_connect (see _connect_namespace)
 CONNECT_FLUSH_DELAY = 0.001
 
+#: starts every Engine.IO session id this process makes: with workers = N,
+#: the tag of the worker, which the router reads to keep a client on it
+SESSION_PREFIX = ""
+
 
 class _PacketTraceLogger(logging.LoggerAdapter):
     """python-socketio and engineio log every packet at INFO; make it DEBUG.
@@ -361,6 +365,9 @@ class _TrackedEngineIOServer(engineio.Server):
     def __init__(self, *args, **kwargs):
         self._background = set()
         super().__init__(*args, **kwargs)
+
+    def generate_id(self):
+        return SESSION_PREFIX + super().generate_id()
 
     def start_background_task(self, target, *args, **kwargs):
         task = super().start_background_task(target, *args, **kwargs)

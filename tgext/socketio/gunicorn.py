@@ -46,9 +46,12 @@ class SocketIOWorker(GeventPyWSGIWorker):
         # the app (and tg) is imported here, in the patched worker
         super().load_wsgi()
         from .server import check_app_config, check_monkey_patching
+        from .workers import check_processes
 
         check_monkey_patching()
-        check_app_config()
+        runtime = check_app_config()
+        workers = self.cfg.workers
+        check_processes(runtime, workers, False, "gunicorn -w %d" % workers)
 
 
 def socketio_resource(cfg):

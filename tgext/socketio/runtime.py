@@ -11,7 +11,7 @@ it when it stops.
 import logging
 
 from .config import parse_options
-from .hub import PubSubHub, create_backend
+from .hub import PubSubHub, backend_settings, create_backend
 from .keys import RUNTIME_KEY
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ class AppRuntime:
 
     def __init__(self, app_config):
         self.options = parse_options(app_config)
+        self.pubsub_backend = backend_settings(app_config)[0]
         self.hub = PubSubHub(create_backend(app_config))
         self._engines = {}  # SocketIOController instance -> SocketIOEngine
 
@@ -33,6 +34,16 @@ class AppRuntime:
     def engines(self):
         """The engines built so far, one per ``SocketIOController`` served."""
         return list(self._engines.values())
+
+    def serves_pubsub(self):
+        """Whether a ``PubSubTGNamespace`` is among the namespaces served."""
+        from .pubsub import PubSubTGNamespace
+
+        return any(
+            issubclass(namespace_class, PubSubTGNamespace)
+            for engine in self._engines.values()
+            for namespace_class in engine.namespace_classes.values()
+        )
 
     def engine_for(self, controller):
         """The engine serving ``controller``'s namespaces in this app."""

@@ -71,35 +71,35 @@ def check_monkey_patching():
 
 
 def check_app_config():
-    """Parse the app's ``socketio.*`` options now, so a typo stops start-up."""
-    import tg
+    """Return the served app's runtime; making it checks every ``socketio.*``
+    and ``anypubsub.*`` setting (apps made after ``tgext.socketio`` was
+    imported have it already)."""
+    from ._tg import current_app_config
+    from .runtime import runtime_of
 
-    from .config import parse_options
-    from .hub import create_backend
-
-    parse_options(tg.config)
-    create_backend(tg.config)  # the anypubsub.* settings; connects nowhere yet
+    return runtime_of(current_app_config())
 
 
 def socketio_server_runner(wsgi_app, global_config, **kw):
     """Serve ``wsgi_app`` forever: the ``egg:tgext.socketio#socketio`` runner.
 
     Options of ``[server:main]``: ``host`` (default ``127.0.0.1``), ``port``
-    (``8080``), ``socketio_resource`` (``socketio``).
+    (``8080``), ``socketio_resource`` (``socketio``), ``workers`` (``1``: the
+    number of serving processes, see :mod:`tgext.socketio.workers`).
     """
     host = kw.get("host") or "127.0.0.1"
-    try:
-        port = int(kw.get("port", 8080))
-    except ValueError:
-        raise ConfigurationError(
-            "port = %r is not a port number; set it in [server:main] to a whole "
-            "number such as 8080." % kw.get("port")
-        ) from None
+    port = _whole_number(kw, "port", 8080, "a port number such as 8080")
+    workers = _whole_number(kw, "workers", 1, "a number of processes such as 2")
+    resource = resource_path(kw.get("socketio_resource", DEFAULT_RESOURCE))
     check_monkey_patching()
-    check_app_config()
-    server = SocketIOServer(
-        (host, port), wsgi_app, resource=kw.get("socketio_resource", DEFAULT_RESOURCE)
-    )
+    runtime = check_app_config()
+    from .workers import check_processes, serve_workers
+
+    check_processes(runtime, workers, True, "workers = %d in [server:main]" % workers)
+    if workers > 1:
+        runtime.close()  # each worker process builds its own engines
+        return serve_workers(wsgi_app, host, port, resource, workers)
+    server = SocketIOServer((host, port), wsgi_app, resource=resource)
     server.init_socket()
     log.info(
         "serving Socket.IO at http://%s:%s%s (gevent, websocket via gevent-websocket)",
@@ -108,3 +108,15 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
         server.resource,
     )
     server.serve_forever()
+
+
+def _whole_number(kw, key, default, expected):
+    try:
+        value = int(kw.get(key, default))
+    except (TypeError, ValueError):
+        value = -1
+    if value < (0 if key == "port" else 1):
+        raise ConfigurationError(
+            "%s = %r is not %s; set it in [server:main]." % (key, kw.get(key), expected)
+        )
+    return value

@@ -31,6 +31,12 @@ class SocketIOHandler(WebSocketHandler):
             return WSGIHandler.run_application(self)
         # what the app starts for Socket.IO (its pub/sub hub) ends with the server
         self.environ[SERVER_KEY] = self.server
+        if self.server.one_request_per_connection and (
+            self.environ.get("HTTP_UPGRADE", "").lower() != "websocket"
+        ):
+            # workers = N: the next long-polling request may belong to a
+            # session of another process; a new connection gets routed anew
+            self.close_connection = True
         if self.server.resource_has_extension and (
             self.environ["PATH_INFO"] == self.server.resource_prefix
         ):
@@ -39,6 +45,11 @@ class SocketIOHandler(WebSocketHandler):
             # the action keeps "socket.io" a segment TG maps to "socket_io".
             self.environ["PATH_INFO"] = self.server.resource_prefix + "index"
         return super().run_application()
+
+    def start_response(self, status, headers, exc_info=None):
+        if self.close_connection and self.server.one_request_per_connection:
+            headers = list(headers) + [("Connection", "close")]
+        return super().start_response(status, headers, exc_info)
 
     def log_request(self):
         # gevent-websocket's own version logs through a logger it rewires:
@@ -80,6 +91,8 @@ class SocketIOServer(WSGIServer):
         self.resource_prefix = self.resource + "/"
         self.resource_has_extension = "." in self.resource.rsplit("/", 1)[-1]
         self._owned = []
+        #: answer each Engine.IO request with Connection: close (workers = N)
+        self.one_request_per_connection = False
 
     def own(self, closable):
         """Close ``closable`` (anything with ``close()``) when the server stops.
