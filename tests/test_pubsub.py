@@ -317,6 +317,7 @@ class RawClient:
 
     def close(self):
         self.sock.close()
+        self.sock.shutdown()  # close() leaves the socket open once the peer closed
 
     def drop(self):
         """Cut the TCP connection: no close frame, no Socket.IO disconnect."""

@@ -107,10 +107,13 @@ def test_stopping_the_server_disconnects_clients_and_ends_every_greenlet(wait_fo
     assert len(live_greenlets()) > baseline
 
     server._server.stop(timeout=5)  # as the server stops on its own: clients still on
-    for sock in sockets:  # each gets the namespace's DISCONNECT, then Engine.IO's CLOSE
-        assert sock.recv() == "41/echo,"
-        assert sock.recv() == "1"
+    for sock in sockets:  # the transport closes (no DISCONNECT: clients reconnect)
+        try:
+            assert sock.recv() == ""  # the close frame
+        except websocket.WebSocketConnectionClosedException:
+            pass
         sock.close()
+        sock.shutdown()  # close() leaves the socket open once the peer closed
     wait_for(lambda: reasons)
     assert len(left) == 21  # recv_disconnect ran for every client
     server.stop()

@@ -277,6 +277,7 @@ def test_gearbox_serve_reload_restarts_on_a_change_and_clients_reconnect(
     assert client.call("ping", {"type": "ping"}, namespace="/probe", timeout=5) == "ack"
     connects = []
     client.on("connect", lambda: connects.append(True), namespace="/probe")
+    first_websocket = client.eio.ws
 
     gevent.sleep(1.5)  # hupper polls for changed files every second
     app_module.write_text(app_module.read_text() + "\n# changed\n")
@@ -287,3 +288,4 @@ def test_gearbox_serve_reload_restarts_on_a_change_and_clients_reconnect(
             gevent.sleep(0.1)
     assert client.call("ping", {"type": "ping"}, namespace="/probe", timeout=5) == "ack"
     assert "cannot release un-acquired lock" not in server.log()
+    first_websocket.shutdown()  # the client leaves the one the server closed open

@@ -113,24 +113,19 @@ class SocketIOEngine(socketio.Server):
         return _TrackedEngineIOServer
 
     def close(self):
-        """Disconnect every client, then end every greenlet the engine runs.
+        """Close every client's connection, then end every greenlet the engine runs.
 
-        Clients get a DISCONNECT for each namespace and Engine.IO's CLOSE, as
-        when the server disconnects them one by one.
+        Namespaces see their clients leave (``recv_disconnect``). Clients see
+        their transport close, not a Socket.IO DISCONNECT, so they reconnect
+        by themselves, to the restarted server or to another process: what a
+        Node.js Socket.IO server does when it closes.
         """
-        for eio_sid, connection in list(self._connections.items()):
-            for instance in list(connection.active_ns.values()):
-                try:
-                    self.disconnect(
-                        instance._tgsio_sid,
-                        namespace=instance.ns_name,
-                        ignore_queue=True,
-                    )
-                except Exception as error:  # a client half gone already
-                    log.debug("disconnect of %s failed: %s", eio_sid, error)
+        for eio_sid in list(self._connections):
             socket = self.eio.sockets.pop(eio_sid, None)
             if socket is not None:
-                socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+                socket.close(
+                    wait=False, abort=True, reason=self.reason.SERVER_DISCONNECT
+                )
         self.eio.shutdown()
         self._dispatcher.close()
         self.eio.end_background_tasks()

@@ -7,6 +7,8 @@ TurboGears: its request locals are created when ``tg`` is first imported and
 must be greenlet-local. Keep ``tg`` imports out of the module body.
 """
 
+import functools
+
 from gevent import monkey
 
 
@@ -38,12 +40,26 @@ def _patch_standard_library():
             and getattr(candidate, "owner", None) == native_ident
         ):
             candidate.owner = greenlet_ident
+    # Those threads unregister themselves under threading.get_ident(), now
+    # gevent's, which is not the key they registered under: KeyError at exit.
+    for thread in threading.enumerate():
+        if thread.ident != greenlet_ident and hasattr(thread, "_delete"):
+            thread._delete = functools.partial(_unregister_thread, thread)
+
+
+def _unregister_thread(thread):
+    import threading
+
+    threading._active.pop(thread.ident, None)
 
 
 if not monkey.is_module_patched("socket"):
     _patch_standard_library()
 
 import logging  # noqa: E402
+import signal  # noqa: E402
+
+import gevent  # noqa: E402
 
 from .exceptions import ConfigurationError, MonkeyPatchError  # noqa: E402
 from .serving import (  # noqa: E402, F401 (SocketIOHandler is public here too)
@@ -100,6 +116,9 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
         runtime.close()  # each worker process builds its own engines
         return serve_workers(wsgi_app, host, port, resource, workers)
     server = SocketIOServer((host, port), wsgi_app, resource=resource)
+    # SIGTERM (systemd, hupper restarting the server for --reload): close
+    # cleanly, as Ctrl-C does, rather than dying wherever SystemExit lands.
+    gevent.signal_handler(signal.SIGTERM, server.close)
     server.init_socket()
     log.info(
         "serving Socket.IO at http://%s:%s%s (gevent, websocket via gevent-websocket)",

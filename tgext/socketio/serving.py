@@ -46,6 +46,19 @@ class SocketIOHandler(WebSocketHandler):
             self.environ["PATH_INFO"] = self.server.resource_prefix + "index"
         return super().run_application()
 
+    #: True while the connection waits for its next request (keep-alive)
+    idle = True
+
+    def handle_one_request(self):
+        if self.server.stopping:
+            return None  # the server is closing: end this connection
+        self.idle = True
+        return super().handle_one_request()
+
+    def read_request(self, raw_requestline):
+        self.idle = False
+        return super().read_request(raw_requestline)
+
     def start_response(self, status, headers, exc_info=None):
         if self.close_connection and self.server.one_request_per_connection:
             headers = list(headers) + [("Connection", "close")]
@@ -93,6 +106,8 @@ class SocketIOServer(WSGIServer):
         self._owned = []
         #: answer each Engine.IO request with Connection: close (workers = N)
         self.one_request_per_connection = False
+        self.stopping = False
+        self._handlers = set()
 
     def own(self, closable):
         """Close ``closable`` (anything with ``close()``) when the server stops.
@@ -110,6 +125,7 @@ class SocketIOServer(WSGIServer):
         gunicorn's workers call ``close()`` and wait for open requests;
         ``stop()`` calls it too.
         """
+        self.stopping = True
         super().close()
         owned, self._owned = self._owned, []
         for closable in reversed(owned):
@@ -117,6 +133,14 @@ class SocketIOServer(WSGIServer):
                 closable.close()
             except Exception:  # one failing resource must not keep the rest
                 log.exception("closing %r when the server stopped failed", closable)
+        # Keep-alive connections waiting for a next request would hold
+        # gunicorn's graceful shutdown for its whole timeout: end them.
+        for handler in list(self._handlers):
+            if handler.idle and handler.socket is not None:
+                try:
+                    handler.socket.shutdown(socket.SHUT_RDWR)
+                except OSError:  # already gone
+                    pass
 
     def handle(self, sock, address):
         # Nagle's algorithm holds a second small frame (an ack after an emit)
@@ -125,7 +149,12 @@ class SocketIOServer(WSGIServer):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:  # not a TCP socket (a UNIX socket, say)
             pass
-        return super().handle(sock, address)
+        handler = self.handler_class(sock, address, self)
+        self._handlers.add(handler)
+        try:
+            handler.handle()
+        finally:
+            self._handlers.discard(handler)
 
 
 def resource_path(resource):

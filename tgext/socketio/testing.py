@@ -152,6 +152,11 @@ def disconnect_client(client, timeout=5):
         client.disconnect()
     except Exception as error:  # a client already gone is the goal anyway
         log.debug("client disconnect failed: %s", error)
+    # When the server closed the WebSocket first (it stopped, say),
+    # websocket-client's close() returns early and leaves its socket open.
+    websocket = getattr(eio, "ws", None)
+    if websocket is not None:
+        websocket.shutdown()
 
 
 __all__ = ("LiveServer", "TRANSPORTS", "disconnect_client")

@@ -95,6 +95,7 @@ def serve_workers(app, host, port, resource, count):
         child_end.close()
         children.append((pid, parent_end))
     router = _Router(listener, [channel for _pid, channel in children])
+    gevent.signal_handler(signal.SIGTERM, router.close)
     log.info(
         "serving Socket.IO at http://%s:%s%s with %d worker processes (pids %s)",
         host,
