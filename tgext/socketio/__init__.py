@@ -18,6 +18,7 @@ _PUBLIC_NAMES = {
     "BroadcastMixin": ".mixins",
     "RoomsMixin": ".mixins",
     "emit": ".emitter",
+    "participants": ".presence",
     "PubSubTGNamespace": ".pubsub",
 }
 

@@ -22,6 +22,7 @@ from .dispatch import EventDispatcher
 from .exceptions import ConfigurationError
 from .keys import REQUEST_LOCALS_KEY
 from .namespace import DENIED, is_refusal
+from .presence import presence_for
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class SocketIOEngine(socketio.Server):
             allow_upgrades=options["allow_upgrades"],
             http_compression=options["http_compression"],
         )
+        self.presence = presence_for(self.manager, options)
 
     def _engineio_server_class(self):
         return _TrackedEngineIOServer
@@ -127,6 +129,7 @@ class SocketIOEngine(socketio.Server):
                     wait=False, abort=True, reason=self.reason.SERVER_DISCONNECT
                 )
         self.eio.shutdown()
+        self.presence.close()
         self._dispatcher.close()
         self.eio.end_background_tasks()
         _close_client_manager(self.manager)
@@ -228,6 +231,7 @@ class SocketIOEngine(socketio.Server):
         instance.auth = auth
         connection.active_ns[namespace] = instance
         self._instances[sid] = instance
+        self.presence.add(namespace, None, sid)
         instance.__init__(connection.environ, namespace, request=connection.request)
         instance.initialize()
         return instance.process_packet({"type": "connect", "endpoint": namespace})
@@ -237,6 +241,7 @@ class SocketIOEngine(socketio.Server):
         if instance is None:
             return None
         instance._tgsio_closed = True  # spawn() and emit() stop working
+        self.presence.forget(sid)
         instance._tgsio_inbox.clear()  # events not handled yet are dropped
         connection = self._connections.get(instance._tgsio_eio_sid)
         if connection is not None:
@@ -374,7 +379,7 @@ class _TrackedEngineIOServer(engineio.Server):
     def end_background_tasks(self):
         """Let writers flush what was queued (a CLOSE), then kill every task."""
         gevent.sleep(0)
-        gevent.killall(list(self._background), block=False)
+        gevent.killall(list(self._background), timeout=1)
 
 
 def _client_manager(options):

@@ -35,12 +35,16 @@ class RoomsMixin:
 
     def join(self, room):
         """Put this client in ``room``."""
-        self._tgsio_engine.enter_room(self._tgsio_sid, room, namespace=self.ns_name)
+        engine = self._tgsio_engine
+        engine.enter_room(self._tgsio_sid, room, namespace=self.ns_name)
+        engine.presence.add(self.ns_name, room, self._tgsio_sid)
         self._session_rooms().add(self.ns_name + "_" + room)
 
     def leave(self, room):
         """Take this client out of ``room``."""
-        self._tgsio_engine.leave_room(self._tgsio_sid, room, namespace=self.ns_name)
+        engine = self._tgsio_engine
+        engine.leave_room(self._tgsio_sid, room, namespace=self.ns_name)
+        engine.presence.remove(self.ns_name, room, self._tgsio_sid)
         self._session_rooms().discard(self.ns_name + "_" + room)
 
     def emit_to_room(self, room, event, *args):

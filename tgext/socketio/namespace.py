@@ -315,6 +315,16 @@ class BaseNamespace:
         if not quiet:
             self.emit("error", error_name, error_message)
 
+    def participants(self, room=None):
+        """The sids of the clients in this namespace (or in its ``room``).
+
+        Counted over every process sharing ``socketio.message_queue`` when
+        it is Redis (see :mod:`tgext.socketio.presence`), else this
+        process's. A room counts the clients put there with
+        ``RoomsMixin.join``.
+        """
+        return self._tgsio_engine.presence.participants(self.ns_name, room)
+
     # -- lifecycle ------------------------------------------------------------
 
     def spawn(self, fn, *args, **kwargs):

@@ -1,0 +1,93 @@
+"""participants(): who is in a namespace or a room, over two servers sharing
+the suite's Redis message queue (and this process's alone without one); a
+client whose TCP connection is cut leaves the list at its ping timeout."""
+import json
+import uuid
+
+import pytest
+import requests
+import websocket
+from tg import expose
+
+from tgext.socketio import BaseNamespace, RoomsMixin, participants
+
+
+class Lobby(RoomsMixin, BaseNamespace):
+    def on_whoami(self):
+        return self._tgsio_sid
+
+    def on_join(self, room):
+        self.join(room)
+
+    def on_leave(self, room):
+        self.leave(room)
+
+    def on_who(self, room=None):
+        return self.participants(room)
+
+
+@expose("json")
+def who(self, room=None):
+    return {"sids": participants("/lobby", room)}
+
+
+@pytest.fixture
+def two_servers(serve, redis_server):
+    config = {"socketio.message_queue": redis_server,
+              "socketio.channel": "presence-" + uuid.uuid4().hex,
+              "socketio.ping_interval": 1, "socketio.ping_timeout": 1}
+    return [serve({"lobby": Lobby}, config=config, who=who) for _ in range(2)]
+
+
+def test_participants_span_both_servers_and_rooms(two_servers, wait_for):
+    first, second = two_servers
+    here = [first.connect(namespaces=["/lobby"]) for _ in range(2)]
+    there = [second.connect(namespaces=["/lobby"], transport="polling")
+             for _ in range(3)]
+    sids = {client: client.call("whoami", namespace="/lobby", timeout=5)
+            for client in here + there}
+    everyone = sorted(sids.values())
+    assert here[0].call("who", namespace="/lobby", timeout=5) == everyone
+    assert there[0].call("who", namespace="/lobby", timeout=5) == everyone
+
+    for client in (here[1], there[2]):
+        client.call("join", "tea", namespace="/lobby", timeout=5)
+    tea = sorted([sids[here[1]], sids[there[2]]])
+    assert here[0].call("who", "tea", namespace="/lobby", timeout=5) == tea
+    assert requests.get(second.url + "/socketio/who", params={"room": "tea"},
+                        timeout=5).json() == {"sids": tea}
+
+    there[2].call("leave", "tea", namespace="/lobby", timeout=5)
+    assert here[0].call("who", "tea", namespace="/lobby", timeout=5) == [sids[here[1]]]
+    there[1].disconnect()
+    wait_for(lambda: sids[there[1]] not in here[0].call(
+        "who", namespace="/lobby", timeout=5))
+
+
+def test_a_client_cut_off_leaves_within_its_ping_timeout(two_servers, wait_for):
+    first, second = two_servers
+    watcher = first.connect(namespaces=["/lobby"])
+    url = second.url.replace("http", "ws") + "/socketio/?EIO=4&transport=websocket"
+    sock = websocket.create_connection(url, timeout=5)
+    assert sock.recv().startswith("0{")
+    sock.send("40/lobby,")
+    joined = sock.recv()
+    cut_sid = json.loads(joined[len("40/lobby,"):])["sid"]
+    # another process's joins reach Redis within milliseconds
+    wait_for(lambda: cut_sid in watcher.call("who", namespace="/lobby", timeout=5))
+    sock.sock.shutdown(2)  # no close frame, no disconnect: the cable is cut
+    sock.shutdown()
+    # ping_interval 1 s + ping_timeout 1 s: gone within a few seconds
+    wait_for(lambda: cut_sid not in watcher.call("who", namespace="/lobby", timeout=5),
+             timeout=10)
+
+
+def test_participants_without_a_message_queue_are_this_process(serve):
+    server = serve({"lobby": Lobby})
+    clients = [server.connect(namespaces=["/lobby"]) for _ in range(3)]
+    sids = sorted(client.call("whoami", namespace="/lobby", timeout=5)
+                  for client in clients)
+    assert clients[0].call("who", namespace="/lobby", timeout=5) == sids
+    clients[1].call("join", "tea", namespace="/lobby", timeout=5)
+    assert clients[0].call("who", "tea", namespace="/lobby", timeout=5) == [
+        clients[1].call("whoami", namespace="/lobby", timeout=5)]
