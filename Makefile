@@ -23,12 +23,14 @@ node_modules/.installed: package.json package-lock.json
 	touch $@
 
 # redis-server for the Redis tests (each test run starts its own on a free
-# port) and Chromium for the page tests, from Debian when missing.
+# port), Chromium for the page tests and nginx for the load-balancer tests,
+# from Debian when missing.
 services:
-	@command -v redis-server >/dev/null && command -v chromium >/dev/null || { \
-	  echo "installing redis-server and chromium with apt-get"; \
+	@command -v redis-server >/dev/null && command -v chromium >/dev/null \
+	  && { command -v nginx >/dev/null || test -x /usr/sbin/nginx; } || { \
+	  echo "installing redis-server, chromium and nginx with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    redis-server chromium >/dev/null; }
+	    redis-server chromium nginx-light >/dev/null; }
 
 test: venv node services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -10,11 +10,12 @@ import tg
 from tg import MinimalApplicationConfigurator, TGController, expose
 from tg.configurator.components.debugger import DebuggerConfigurationComponent
 
-from tgext.socketio import BaseNamespace, BroadcastMixin, SocketIOController
+from tgext.socketio import BaseNamespace, BroadcastMixin, RoomsMixin, SocketIOController
 from tgext.socketio._tg import context_is_greenlet_local
+from tgext.socketio.pubsub import PubSubTGNamespace
 
 
-class Probe(BroadcastMixin, BaseNamespace):
+class Probe(BroadcastMixin, RoomsMixin, BaseNamespace):
     def on_ping(self, attack):
         self.emit("pong", {"sound": "pong"})
         return "ack"
@@ -24,6 +25,16 @@ class Probe(BroadcastMixin, BaseNamespace):
 
     def on_shout(self, text):
         self.broadcast_event("heard", text)
+
+    def on_join(self, room):
+        self.join(room)
+        return self._tgsio_sid
+
+    def on_to_room(self, room, text):
+        self.emit_to_room(room, "heard", text)
+
+    def on_who(self, room=None):
+        return self.participants(room)
 
     def on_inspect(self, label):
         tg.request.environ["tgext.test.label"] = label
@@ -36,8 +47,17 @@ class Probe(BroadcastMixin, BaseNamespace):
         }
 
 
+class News(PubSubTGNamespace):
+    def subscribe_news(self):
+        return None
+
+    def on_publish(self, text):
+        return self.publish("news", text)
+
+
 class SocketIO(SocketIOController):
     probe = Probe
+    news = News
 
     @expose()
     def page(self):

@@ -6,11 +6,15 @@ documentation explains what each one does. ``OPTIONS`` is the single source of
 truth: the parser, the README table and its test all read it.
 """
 
+import re
+
 from tg.support.converters import asbool, aslist
 
 from .exceptions import ConfigurationError
 
 PREFIX = "socketio."
+
+_NODE_ID = re.compile(r"[A-Za-z0-9_]{1,16}\Z")
 
 
 def _seconds(value):
@@ -54,6 +58,13 @@ def _optional_url(value):
     if "://" not in value:
         raise ValueError(value)
     return value
+
+
+def _node_id(value):
+    value = str(value).strip()
+    if value and not _NODE_ID.match(value):
+        raise ValueError(value)
+    return value or None
 
 
 def _text(value):
@@ -137,6 +148,14 @@ OPTIONS = (
         _text,
         "a channel name",
         "channel name on the message queue",
+    ),
+    (
+        "node_id",
+        None,
+        _node_id,
+        "1 to 16 letters, digits or _",
+        "name of this server behind a load balancer: every session id it makes "
+        "starts with it, for sticky routing (see Deployment)",
     ),
 )
 

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 CONNECT_FLUSH_DELAY = 0.001
 
 #: starts every Engine.IO session id this process makes: with workers = N,
-#: the tag of the worker, which the router reads to keep a client on it
+#: the worker's tag, which the router reads to keep a client on it (set in
+#: each worker process before its engines are built)
 SESSION_PREFIX = ""
 
 
@@ -110,6 +111,8 @@ class SocketIOEngine(socketio.Server):
             http_compression=options["http_compression"],
         )
         self.presence = presence_for(self.manager, options)
+        node_id = options["node_id"]
+        self.eio.session_prefix = SESSION_PREFIX or (node_id + "." if node_id else "")
 
     def _engineio_server_class(self):
         return _TrackedEngineIOServer
@@ -366,8 +369,12 @@ class _TrackedEngineIOServer(engineio.Server):
         self._background = set()
         super().__init__(*args, **kwargs)
 
+    #: what starts every session id (``socketio.node_id`` and the worker's
+    #: tag), for sticky routing by a balancer or the workers' router
+    session_prefix = ""
+
     def generate_id(self):
-        return SESSION_PREFIX + super().generate_id()
+        return self.session_prefix + super().generate_id()
 
     def start_background_task(self, target, *args, **kwargs):
         task = super().start_background_task(target, *args, **kwargs)

@@ -114,7 +114,9 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
     check_processes(runtime, workers, True, "workers = %d in [server:main]" % workers)
     if workers > 1:
         runtime.close()  # each worker process builds its own engines
-        return serve_workers(wsgi_app, host, port, resource, workers)
+        return serve_workers(
+            wsgi_app, host, port, resource, workers, runtime.options["node_id"]
+        )
     server = SocketIOServer((host, port), wsgi_app, resource=resource)
     # SIGTERM (systemd, hupper restarting the server for --reload): close
     # cleanly, as Ctrl-C does, rather than dying wherever SystemExit lands.

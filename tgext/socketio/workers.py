@@ -76,8 +76,11 @@ def check_processes(runtime, processes, sticky, where):
         )
 
 
-def serve_workers(app, host, port, resource, count):
-    """Serve ``app`` from ``count`` child processes on ``(host, port)``, forever."""
+def serve_workers(app, host, port, resource, count, node_id=None):
+    """Serve ``app`` from ``count`` child processes on ``(host, port)``, forever.
+
+    :param node_id: ``socketio.node_id``, which starts the workers' tags.
+    """
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
@@ -91,10 +94,12 @@ def serve_workers(app, host, port, resource, count):
             parent_end.close()
             for _pid, channel in children:
                 channel.close()
-            _run_child(index, child_end, app, (host, port), resource)
+            _run_child(
+                worker_tag(index, node_id), child_end, app, (host, port), resource
+            )
         child_end.close()
         children.append((pid, parent_end))
-    router = _Router(listener, [channel for _pid, channel in children])
+    router = _Router(listener, [channel for _pid, channel in children], node_id)
     gevent.signal_handler(signal.SIGTERM, router.close)
     log.info(
         "serving Socket.IO at http://%s:%s%s with %d worker processes (pids %s)",
@@ -113,18 +118,20 @@ def serve_workers(app, host, port, resource, count):
         _stop_children([pid for pid, _channel in children])
 
 
-def worker_tag(index):
-    """What starts the session ids of worker ``index``."""
-    return "w%d." % index
+def worker_tag(index, node_id=None):
+    """What starts the session ids of worker ``index`` (``a-w0.``, ``w1.``)."""
+    return "%sw%d." % (node_id + "-" if node_id else "", index)
 
 
 class _Router(StreamServer):
     """Hands each accepted connection to the child that holds its session."""
 
-    def __init__(self, listener, channels):
+    def __init__(self, listener, channels, node_id=None):
         super().__init__(listener, self._route)
         self._channels = channels
-        self._tags = {worker_tag(index): index for index in range(len(channels))}
+        self._tags = {
+            worker_tag(index, node_id): index for index in range(len(channels))
+        }
         self._next = itertools.cycle(range(len(channels)))
 
     def _route(self, client, address):
@@ -161,11 +168,11 @@ def _peek_request_line(client):
     return b""
 
 
-def _run_child(index, channel, app, address, resource):
+def _run_child(tag, channel, app, address, resource):
     """Serve the connections the router hands over ``channel``; never returns."""
     status = 0
     try:
-        engine_module.SESSION_PREFIX = worker_tag(index)
+        engine_module.SESSION_PREFIX = tag
         server = SocketIOServer(address, app, resource=resource)
         server.one_request_per_connection = True
         server.update_environ()
@@ -180,7 +187,7 @@ def _run_child(index, channel, app, address, resource):
         pool.join(timeout=CHILD_STOP_TIMEOUT)
         pool.kill(timeout=1)
     except BaseException:  # a child must never return into gearbox's code
-        log.exception("worker %d failed", index)
+        log.exception("worker %s failed", tag)
         status = 1
     finally:
         logging.shutdown()
