@@ -100,7 +100,9 @@ def test_stopping_the_server_disconnects_clients_and_ends_every_greenlet(wait_fo
         assert sock.recv().startswith("40/echo,")
         sock.send('42/echo,1["echo",%d]' % number)
         assert sock.recv() == "43/echo,1[%d]" % number
-    python_client = server.connect(namespaces=["/echo"], transport="polling")
+    # (a client that reconnects would keep a greenlet of its own in this process)
+    python_client = server.connect(namespaces=["/echo"], transport="polling",
+                                   reconnection=False)
     reasons = []
     python_client.on("disconnect", lambda *reason: reasons.append(reason),
                      namespace="/echo")

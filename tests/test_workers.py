@@ -22,8 +22,9 @@ def test_two_workers_keep_polling_and_websocket_clients_and_share_broadcasts(
     gearbox, client_factory, redis_server  # noqa: F811
 ):
     server = gearbox(server_extra="workers = 2",
-                     extra="socketio.message_queue = %s\nsocketio.channel = workers"
-                     % redis_server)
+                     extra="socketio.message_queue = %s\nsocketio.channel = workers\n"
+                     "anypubsub.backend = redis\nanypubsub.host = %s"
+                     % (redis_server, redis_server))
     server.wait_for_log("with 2 worker processes")
     clients = [connect_probe(client_factory, server, ["polling"]) for _ in range(50)]
     clients += [connect_probe(client_factory, server, ["websocket"]) for _ in range(50)]
@@ -65,7 +66,8 @@ def test_gunicorn_with_two_workers_and_polling_is_refused(gunicorn, redis_server
     def two_workers(ini, port):
         return gunicorn_command(ini, port) + ["-w", "2"]
 
-    server = gunicorn(extra="socketio.message_queue = %s" % redis_server,
+    server = gunicorn(extra="socketio.message_queue = %s\nanypubsub.backend = redis\n"
+                      "anypubsub.host = %s" % (redis_server, redis_server),
                       command=two_workers)
     assert server.wait_for_exit() != 0
     log = server.log()
@@ -79,8 +81,9 @@ def test_gunicorn_with_two_workers_and_websocket_only_serves(
     def two_workers(ini, port):
         return gunicorn_command(ini, port) + ["-w", "2"]
 
-    server = gunicorn(extra="socketio.message_queue = %s\nsocketio.transports = websocket"
-                      % redis_server, command=two_workers)
+    server = gunicorn(extra="socketio.message_queue = %s\nsocketio.transports = websocket\n"
+                      "anypubsub.backend = redis\nanypubsub.host = %s"
+                      % (redis_server, redis_server), command=two_workers)
     server.wait_for_log("Booting worker")
     from .test_gunicorn import wait_until_served
 
@@ -88,3 +91,11 @@ def test_gunicorn_with_two_workers_and_websocket_only_serves(
     clients = [connect_probe(client_factory, server, ["websocket"]) for _ in range(10)]
     assert all(client.call("ping", {"type": "ping"}, namespace="/probe", timeout=10)
                == "ack" for client in clients)
+
+
+def test_workers_serving_pubsub_on_the_memory_backend_are_refused(gearbox, redis_server):  # noqa: F811
+    server = gearbox(server_extra="workers = 2",
+                     extra="socketio.message_queue = %s" % redis_server)
+    assert server.wait_for_exit() != 0
+    assert ("PubSubTGNamespace channels reach the subscribers of the other processes "
+            "only through Redis: set anypubsub.backend = redis") in server.log()
