@@ -1,6 +1,7 @@
 """Bad input on the wire: malformed packets, undecodable frames, oversized
 messages. The client gets an error or is disconnected, the server logs one
 line, and every other client carries on."""
+import json
 import logging
 
 import pytest
@@ -146,3 +147,30 @@ def test_bad_binary_placeholder_closes_only_that_connection(server, raw_socket, 
     assert healthy.call("add", (4, 2), namespace="/echo", timeout=5) == 6
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r for r in caplog.records if "malformed packet" in r.getMessage()]
+
+
+def test_rejected_polling_posts_are_answered_and_leave_nothing(serve, wait_for):
+    import gc
+
+    import gevent
+    import requests
+
+    # ping_interval 1: a closed session's ping greenlet ends at its next tick
+    server = serve({"echo": Echo}, config={"socketio.max_http_buffer_size": 10000,
+                                           "socketio.ping_interval": 1})
+
+    def live_greenlets():
+        gc.collect()
+        return sum(1 for obj in gc.get_objects()
+                   if isinstance(obj, gevent.Greenlet) and not obj.dead)
+
+    base = server.url + "/socketio/?EIO=4&transport=polling"
+    requests.get(base, timeout=5)  # warm up: lazily started tasks
+    baseline = live_greenlets()
+    for body in ["7", "2probe", "x" * 20_000] * 10:  # the last is over the limit
+        sid = json.loads(requests.get(base, timeout=5).text[1:])["sid"]
+        with gevent.Timeout(5, AssertionError("no answer to a rejected POST")):
+            answer = requests.post(base + "&sid=" + sid, data=body, timeout=5,
+                                   headers={"Content-Type": "text/plain;charset=UTF-8"})
+        assert answer.status_code == 400
+    wait_for(lambda: live_greenlets() <= baseline, timeout=10)

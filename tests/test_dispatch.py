@@ -187,3 +187,49 @@ def test_slow_handler_of_one_client_does_not_delay_another_client(serve):
     slow.emit("slow_then_fast", ("slow", 1.5), namespace="/echo")
     assert fast.call("add", (20, 22), namespace="/echo", timeout=1) == 42
     assert order.get(timeout=5) == ("slow",)
+
+
+def test_idle_workers_beyond_the_limit_retire(serve, monkeypatch, wait_for):
+    import gc
+
+    import websocket
+
+    from tgext.socketio import dispatch
+    from tgext.socketio.dispatch import EventDispatcher
+
+    monkeypatch.setattr(dispatch, "IDLE_WORKER_SECONDS", 0.5)
+
+    class Slow(BaseNamespace):
+        def on_nap(self):
+            gevent.sleep(0.3)  # every client's event needs a worker at once
+            return "rested"
+
+    server = serve({"slow": Slow})
+    url = server.url.replace("http", "ws") + "/socketio/?EIO=4&transport=websocket"
+    sockets = []
+    for _ in range(150):
+        sock = websocket.create_connection(url, timeout=5)
+        sockets.append(sock)
+        assert sock.recv().startswith("0{")
+        sock.send("40/slow,")
+        assert sock.recv().startswith("40/slow,")
+    for sock in sockets:
+        sock.send('42/slow,1["nap"]')
+    for sock in sockets:
+        assert sock.recv() == '43/slow,1["rested"]'
+        sock.close()
+
+    def workers():
+        gc.collect()
+        return [obj for obj in gc.get_objects()
+                if isinstance(obj, gevent.Greenlet) and not obj.dead
+                and getattr(getattr(obj, "_run", None), "__func__", None)
+                is EventDispatcher._work]
+
+    assert len(workers()) == 64  # the burst's workers, trimmed to the limit
+    # Idle workers blocked waiting for work used to stay for good, whatever
+    # the limit; now a worker idle for IDLE_WORKER_SECONDS retires.
+    from tgext.socketio.runtime import runtime_of
+
+    runtime_of(server.app_config).engines[0]._dispatcher.max_idle_workers = 8
+    wait_for(lambda: len(workers()) <= 8, timeout=10)

@@ -18,7 +18,7 @@ of idle greenlets behind.
 import logging
 
 import gevent
-from gevent.queue import Queue
+from gevent.queue import Empty, Queue
 from socketio import packet as sio_packet
 
 from . import wire
@@ -26,6 +26,9 @@ from ._tg import pop_request_locals, push_request_locals
 from .namespace import DENIED, is_refusal
 
 log = logging.getLogger(__name__)
+
+#: seconds an idle worker waits before it retires (if enough others wait)
+IDLE_WORKER_SECONDS = 5
 
 
 class EventDispatcher:
@@ -67,9 +70,16 @@ class EventDispatcher:
         while True:
             self._idle_workers += 1
             try:
-                instance = ready.get()
+                instance = ready.get(timeout=IDLE_WORKER_SECONDS)
+            except Empty:
+                instance = None
             finally:
                 self._idle_workers -= 1
+            if instance is None:
+                # idle for a while: retire, unless too few others wait
+                if self._idle_workers >= self.max_idle_workers:
+                    return
+                continue
             self._drain(instance)
             instance = None  # do not keep a client's namespace alive while idle
             if self._idle_workers >= self.max_idle_workers and not ready.qsize():

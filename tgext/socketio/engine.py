@@ -376,6 +376,20 @@ class _TrackedEngineIOServer(engineio.Server):
     def generate_id(self):
         return self.session_prefix + super().generate_id()
 
+    def disconnect(self, sid=None):
+        """Close sessions without waiting for a long-poll to take the CLOSE.
+
+        python-engineio closes with ``wait=True``, which blocks in
+        ``queue.join()`` until a GET drains the queue: a long-polling POST it
+        rejects (a bad packet, an oversized body) would never be answered,
+        and its socket and greenlet would stay for good.
+        """
+        sids = list(self.sockets) if sid is None else [sid]
+        for session_id in sids:
+            socket = self.sockets.pop(session_id, None)
+            if socket is not None:
+                socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+
     def start_background_task(self, target, *args, **kwargs):
         task = super().start_background_task(target, *args, **kwargs)
         background = self._background
