@@ -174,3 +174,15 @@ def test_rejected_polling_posts_are_answered_and_leave_nothing(serve, wait_for):
                                    headers={"Content-Type": "text/plain;charset=UTF-8"})
         assert answer.status_code == 400
     wait_for(lambda: live_greenlets() <= baseline, timeout=10)
+
+
+def test_cross_origin_websocket_is_refused_before_the_upgrade(server):
+    url = server.url.replace("http", "ws") + "/socketio/?EIO=4&transport=websocket"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, timeout=5, origin="http://evil.example")
+    assert refused.value.status_code == 403
+    sock = websocket.create_connection(url, timeout=5, origin=server.url)
+    try:
+        assert sock.recv().startswith("0{")  # its own origin is welcome
+    finally:
+        sock.close()

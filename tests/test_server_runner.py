@@ -289,3 +289,14 @@ def test_gearbox_serve_reload_restarts_on_a_change_and_clients_reconnect(
     assert client.call("ping", {"type": "ping"}, namespace="/probe", timeout=5) == "ack"
     assert "cannot release un-acquired lock" not in server.log()
     first_websocket.shutdown()  # the client leaves the one the server closed open
+
+
+def test_cross_origin_websocket_gets_no_101_even_as_the_first_request(gearbox):
+    import websocket
+
+    server = gearbox()
+    server.wait_for_log("serving Socket.IO at")
+    url = server.url.replace("http", "ws") + "/socketio/?EIO=4&transport=websocket"
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(url, timeout=5, origin="http://evil.example")
+    assert refused.value.status_code == 403

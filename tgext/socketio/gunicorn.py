@@ -38,9 +38,15 @@ class SocketIOWorker(GeventPyWSGIWorker):
 
     wsgi_handler = SocketIOGunicornHandler
 
+    _tgsio_runtime = None
+
     @property
     def server_class(self):
-        return functools.partial(SocketIOServer, resource=socketio_resource(self.cfg))
+        return functools.partial(
+            SocketIOServer,
+            resource=socketio_resource(self.cfg),
+            runtime=self._tgsio_runtime,
+        )
 
     def load_wsgi(self):
         # the app (and tg) is imported here, in the patched worker
@@ -49,7 +55,7 @@ class SocketIOWorker(GeventPyWSGIWorker):
         from .workers import check_processes
 
         check_monkey_patching()
-        runtime = check_app_config()
+        runtime = self._tgsio_runtime = check_app_config()
         workers = self.cfg.workers
         check_processes(runtime, workers, False, "gunicorn -w %d" % workers)
 

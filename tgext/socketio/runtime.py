@@ -35,6 +35,36 @@ class AppRuntime:
         """The engines built so far, one per ``SocketIOController`` served."""
         return list(self._engines.values())
 
+    def allows_origin(self, environ):
+        """Whether the request's ``Origin`` may connect, by python-engineio's rule.
+
+        ``socketio.cors_allowed_origins`` unset: the request's own
+        ``scheme://Host`` (and the ``X-Forwarded-Proto``/``-Host`` one);
+        ``*``: any; else the origins listed. No ``Origin``: not a browser.
+        """
+        origin = environ.get("HTTP_ORIGIN")
+        allowed = self.options["cors_allowed_origins"]
+        if origin is None or allowed == "*":
+            return True
+        if allowed is None:
+            scheme = environ.get("wsgi.url_scheme", "http")
+            host = environ.get("HTTP_HOST", "")
+            allowed = ["%s://%s" % (scheme, host)]
+            if (
+                "HTTP_X_FORWARDED_PROTO" in environ
+                or "HTTP_X_FORWARDED_HOST" in environ
+            ):
+                forwarded_scheme = environ.get("HTTP_X_FORWARDED_PROTO", scheme)
+                forwarded_host = environ.get("HTTP_X_FORWARDED_HOST", host)
+                allowed.append(
+                    "%s://%s"
+                    % (
+                        forwarded_scheme.split(",")[0].strip(),
+                        forwarded_host.split(",")[0].strip(),
+                    )
+                )
+        return origin in allowed
+
     def serves_pubsub(self):
         """Whether a ``PubSubTGNamespace`` is among the namespaces served."""
         from .pubsub import PubSubTGNamespace

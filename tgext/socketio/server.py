@@ -117,7 +117,7 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
         return serve_workers(
             wsgi_app, host, port, resource, workers, runtime.options["node_id"]
         )
-    server = SocketIOServer((host, port), wsgi_app, resource=resource)
+    server = SocketIOServer((host, port), wsgi_app, resource=resource, runtime=runtime)
     # SIGTERM (systemd, hupper restarting the server for --reload): close
     # cleanly, as Ctrl-C does, rather than dying wherever SystemExit lands.
     gevent.signal_handler(signal.SIGTERM, server.close)

@@ -31,9 +31,12 @@ class SocketIOHandler(WebSocketHandler):
             return WSGIHandler.run_application(self)
         # what the app starts for Socket.IO (its pub/sub hub) ends with the server
         self.environ[SERVER_KEY] = self.server
-        if self.server.one_request_per_connection and (
-            self.environ.get("HTTP_UPGRADE", "").lower() != "websocket"
-        ):
+        upgrading = self.environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+        if upgrading and not self.server.allows_origin(self.environ):
+            # before the 101, which gevent-websocket would send before the app
+            # runs (python-engineio then refuses, too late for the browser)
+            return self._refuse("403 Forbidden", b"Not an accepted origin.")
+        if self.server.one_request_per_connection and not upgrading:
             # workers = N: the next long-polling request may belong to a
             # session of another process; a new connection gets routed anew
             self.close_connection = True
@@ -58,6 +61,13 @@ class SocketIOHandler(WebSocketHandler):
     def read_request(self, raw_requestline):
         self.idle = False
         return super().read_request(raw_requestline)
+
+    def _refuse(self, status, body):
+        self.start_response(
+            status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        )
+        self.result = [body]
+        self.process_result()
 
     def start_response(self, status, headers, exc_info=None):
         if self.close_connection and self.server.one_request_per_connection:
@@ -91,7 +101,9 @@ class SocketIOServer(WSGIServer):
         ``"socketio"`` or ``"chat/live"``.
     """
 
-    def __init__(self, listener, application, resource=DEFAULT_RESOURCE, **kwargs):
+    def __init__(
+        self, listener, application, resource=DEFAULT_RESOURCE, runtime=None, **kwargs
+    ):
         kwargs.setdefault("handler_class", SocketIOHandler)
         # gevent writes access and error lines to stderr unless given loggers.
         kwargs.setdefault("log", _AccessLog(logging.getLogger(__name__ + ".access")))
@@ -108,6 +120,8 @@ class SocketIOServer(WSGIServer):
         self.one_request_per_connection = False
         self.stopping = False
         self._handlers = set()
+        if runtime is not None:
+            self.own(runtime)
 
     def own(self, closable):
         """Close ``closable`` (anything with ``close()``) when the server stops.
@@ -117,6 +131,19 @@ class SocketIOServer(WSGIServer):
         """
         if not any(owned is closable for owned in self._owned):
             self._owned.append(closable)
+
+    def allows_origin(self, environ):
+        """Whether the app(s) served accept the request's ``Origin``.
+
+        Known once the server owns an app's runtime (the runners give it at
+        start; otherwise the first Engine.IO request does): until then the
+        engine itself decides, after the upgrade.
+        """
+        for owned in self._owned:
+            allows_origin = getattr(owned, "allows_origin", None)
+            if allows_origin is not None and not allows_origin(environ):
+                return False
+        return True
 
     def close(self):
         """Stop accepting, then close the apps' engines and hubs: every client

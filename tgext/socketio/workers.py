@@ -173,7 +173,11 @@ def _run_child(tag, channel, app, address, resource):
     status = 0
     try:
         engine_module.SESSION_PREFIX = tag
-        server = SocketIOServer(address, app, resource=resource)
+        from ._tg import current_app_config
+        from .runtime import runtime_of
+
+        runtime = runtime_of(current_app_config())
+        server = SocketIOServer(address, app, resource=resource, runtime=runtime)
         server.one_request_per_connection = True
         server.update_environ()
         pool = Pool()
