@@ -1,11 +1,16 @@
 #!/usr/bin/env node
 /*
- * The fan-out benchmark's load generator: CLIENTS subscribers on each server,
- * and one fan-out at a time, timed from the trigger to the last receiver.
+ * The fan-out benchmarks' load generator (fanout.py, scale.py): CLIENTS
+ * subscribers per deployment, spread over the deployment's URLs, and one
+ * fan-out at a time, timed from the trigger to the last of its clients.
  *
- * Raw Engine.IO v4 / Socket.IO v5 text frames over `ws`, as in loadgen.js:
+ * A deployment is one server (one URL), or servers sharing one Redis: two
+ * gearbox servers on two ports (two URLs: the clients are split between
+ * them), or one server with workers = 2 (one URL: its router hands the
+ * connections to the workers in turn). Raw Engine.IO v4 / Socket.IO v5 text
+ * frames over `ws`, as in loadgen.js:
  *
- *   open       GET ws://HOST:PORT/socketio/?EIO=4&transport=websocket -> "0{...}"
+ *   open       GET ws://HOST:PORT/socketio/?EIO=4&transport=websocket -> "0{"sid":...}"
  *   join       send "40/fanout,"                       -> "40/fanout,{...}"
  *   subscribe  send '42/fanout,0["subscribe","news"]'  -> '43/fanout,0["news"]'
  *   trigger    send '42/fanout,N["broadcast",MSG]' (or "publish")  -> '43/fanout,N[]'
@@ -13,20 +18,22 @@
  *              '42/fanout,["pubblication",MSG]' (publish) to every client
  *   keep-alive: the server's "2" is answered with "3"
  *
- * MSG is {"seq": S, "headline": "..."}; S tells one fan-out from another.
+ * Each client knows where it landed: "s<i>" for the deployment's i-th URL,
+ * followed by "/w<k>" when the Engine.IO session id starts with the worker
+ * tag "w<k>." (workers = N).
  *
  * Usage:
- *   node fanout.js CLIENTS URL [URL...]
+ *   node fanout.js CLIENTS URL[,URL...] [URL[,URL...]...]
  *
- * It writes JSON lines to stdout: {"event":"ready"} once every client of every
- * server has joined and subscribed; then, for each command read from stdin,
- * {"server": I, "mode": "broadcast"|"publish", "seq": S} (one JSON line),
- * fires that fan-out from the first client of server I and answers
- * {"event":"fanout", "seq": S, "first_ms", "last_ms", "ack_ms"}: the
- * milliseconds from sending the trigger until the first and the last of the
- * CLIENTS clients received MSG, and until the trigger's ack came back.
- * Commands read during a fan-out wait for it to end. It exits once stdin
- * closes and the last command has been answered.
+ * It writes JSON lines to stdout: {"event":"ready","deployments":[{"clients",
+ * "where": {where: count}, "trigger": where}]} once every client has joined
+ * and subscribed; then, for each command read from stdin,
+ * {"deployment": I, "mode": "broadcast"|"publish", "seq": S}, it fires that
+ * fan-out from the first client of deployment I and answers {"event":
+ * "fanout", "seq", "first_ms", "last_ms", "ack_ms", "last_ms_by_where"}:
+ * milliseconds from sending the trigger until the first and the last client
+ * received MSG (overall and per place), and until the trigger's ack. It
+ * exits once stdin closes and the last command has been answered.
  */
 "use strict";
 
@@ -40,7 +47,6 @@ const JOIN = "40" + NAMESPACE + ",";
 const ACK_PREFIX = "43" + NAMESPACE + ",";
 const SUBSCRIBE = PREFIX + '0["subscribe","' + CHANNEL + '"]';
 const SUBSCRIBED = ACK_PREFIX + '0["' + CHANNEL + '"]';
-// what each mode's clients receive, spelled as the server sends it
 const RECEIVED = {
   broadcast: PREFIX + '["news",',
   publish: PREFIX + '["pubblication",',
@@ -62,21 +68,22 @@ function elapsedMs(since) {
   return Number(process.hrtime.bigint() - since) / 1e6;
 }
 
-/* The fan-out in flight, or null; commands read meanwhile wait their turn. */
-let current = null;
+let current = null; // the fan-out in flight
 const waiting = [];
 
 function onFanoutMessage(ws, text) {
   const trial = current;
-  if (trial === null || !text.startsWith(trial.expected)) {
-    fail("unexpected message: " + text.slice(0, 120));
+  if (trial === null || ws.benchDeployment !== trial.deployment) {
+    fail("message outside a fan-out of its deployment: " + text.slice(0, 120));
   }
+  if (!text.startsWith(trial.expected)) fail("unexpected message: " + text.slice(0, 120));
   const seq = Number(/"seq":(\d+)/.exec(text)[1]);
   if (seq !== trial.seq) fail("got seq " + seq + " during the fan-out of " + trial.seq);
   if (ws.benchLastSeq === seq) fail("a client got seq " + seq + " twice");
   ws.benchLastSeq = seq;
   const ms = elapsedMs(trial.start);
   if (trial.received === 0) trial.firstMs = ms;
+  trial.lastByWhere[ws.benchWhere] = ms;
   trial.received += 1;
   if (trial.received === trial.clients) trial.lastMs = ms;
   finishIfDone(trial);
@@ -101,14 +108,16 @@ function finishIfDone(trial) {
     first_ms: trial.firstMs,
     last_ms: trial.lastMs,
     ack_ms: trial.ackMs,
+    last_ms_by_where: trial.lastByWhere,
   });
   if (waiting.length) waiting.shift()();
 }
 
-/* A client that joins /fanout and subscribes to the channel. */
-function openClient(url) {
+/* A client of deployment `deployment` that joins /fanout and subscribes. */
+function openClient(url, deployment, urlIndex) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { perMessageDeflate: false });
+    ws.benchDeployment = deployment;
     let subscribed = false;
     ws.on("message", (data) => {
       const text = data.toString();
@@ -119,6 +128,9 @@ function openClient(url) {
       } else if (text === "2") {
         ws.send("3");
       } else if (text[0] === "0") {
+        const sid = JSON.parse(text.slice(1)).sid;
+        const dot = sid.indexOf(".");
+        ws.benchWhere = "s" + urlIndex + (dot > 0 ? "/" + sid.slice(0, dot) : "");
         ws.send(JOIN);
       } else if (text.startsWith(JOIN)) {
         ws.send(SUBSCRIBE);
@@ -137,14 +149,16 @@ function openClient(url) {
   });
 }
 
-/* Open `count` clients, at most CONNECT_CONCURRENCY handshakes at a time. */
-async function openClients(url, count) {
-  const clients = [];
+/* `count` clients of one deployment, dealt over its URLs in turn. */
+async function openDeployment(urls, count, deployment) {
+  const clients = new Array(count);
   let next = 0;
   async function worker() {
     while (next < count) {
+      const index = next;
       next += 1;
-      clients.push(await openClient(url));
+      const urlIndex = index % urls.length;
+      clients[index] = await openClient(urls[urlIndex], deployment, urlIndex);
     }
   }
   const workers = [];
@@ -153,59 +167,70 @@ async function openClients(url, count) {
   return clients;
 }
 
-function fire(servers, clients, command) {
+function fire(deployments, command) {
   if (current !== null) {
-    waiting.push(() => fire(servers, clients, command));
+    waiting.push(() => fire(deployments, command));
     return;
   }
-  const { server, mode, seq } = command;
+  const { deployment, mode, seq } = command;
   const expected = RECEIVED[mode];
-  if (expected === undefined || servers[server] === undefined) {
+  const clients = deployments[deployment];
+  if (expected === undefined || clients === undefined) {
     fail("bad command: " + JSON.stringify(command));
   }
   const ackId = seq + 1; // 0 was the subscribe's
   const trigger =
     PREFIX + ackId + JSON.stringify([mode, { seq: seq, headline: HEADLINE }]);
   const trial = {
+    deployment,
     seq,
     ackId,
     expected,
-    clients,
+    clients: clients.length,
     received: 0,
     firstMs: null,
     lastMs: null,
     ackMs: null,
+    lastByWhere: {},
     start: null,
   };
   trial.timer = setTimeout(
     () =>
       fail(
         "fan-out " + seq + " (" + mode + ") reached " + trial.received + " of " +
-          clients + " clients in " + FANOUT_TIMEOUT_MS / 1000 + "s",
+          trial.clients + " clients in " + FANOUT_TIMEOUT_MS / 1000 + "s",
       ),
     FANOUT_TIMEOUT_MS,
   );
   current = trial;
   trial.start = process.hrtime.bigint();
-  servers[server][0].send(trigger);
+  clients[0].send(trigger);
 }
 
 async function main(argv) {
-  const [count, ...urls] = argv;
-  if (!(Number(count) > 0) || urls.length === 0) {
-    fail("usage: fanout.js CLIENTS URL [URL...]");
+  const [count, ...groups] = argv;
+  if (!(Number(count) > 0) || groups.length === 0) {
+    fail("usage: fanout.js CLIENTS URL[,URL...] [URL[,URL...]...]");
   }
-  const clients = Number(count);
-  const servers = [];
-  for (const url of urls) servers.push(await openClients(url, clients));
-  report({ event: "ready", clients, servers: servers.length });
+  const deployments = [];
+  for (const group of groups) {
+    deployments.push(await openDeployment(group.split(","), Number(count), deployments.length));
+  }
+  report({
+    event: "ready",
+    deployments: deployments.map((clients) => {
+      const where = {};
+      for (const ws of clients) where[ws.benchWhere] = (where[ws.benchWhere] || 0) + 1;
+      return { clients: clients.length, where, trigger: clients[0].benchWhere };
+    }),
+  });
 
   const lines = readline.createInterface({ input: process.stdin });
-  lines.on("line", (line) => line.trim() && fire(servers, clients, JSON.parse(line)));
+  lines.on("line", (line) => line.trim() && fire(deployments, JSON.parse(line)));
   await new Promise((resolve) => lines.on("close", resolve));
   while (current !== null) await new Promise((resolve) => setTimeout(resolve, 10));
-  for (const sockets of servers) {
-    for (const ws of sockets) {
+  for (const clients of deployments) {
+    for (const ws of clients) {
       ws.benchClosing = true;
       ws.terminate();
     }

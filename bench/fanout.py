@@ -153,7 +153,8 @@ class FanoutServer:
 
 
 class LoadGenerator:
-    """``bench/fanout.js``: ``clients`` subscribers on each server."""
+    """``bench/fanout.js``: ``clients`` subscribers on each server (each one
+    a deployment of its own)."""
 
     def __init__(self, servers, clients, cpu):
         self.servers = list(servers)
@@ -174,13 +175,13 @@ class LoadGenerator:
         if server.backend == "redis":
             pids["redis"] = redis.process.pid
         before = {name: schedstat(pid)[0] for name, pid in pids.items()}
-        command = {"server": index, "mode": mode, "seq": seq}
+        command = {"deployment": index, "mode": mode, "seq": seq}
         self.process.stdin.write((json.dumps(command) + "\n").encode())
         result = read_message(self.process, 30, "the load generator")
         after = {name: schedstat(pid)[0] for name, pid in pids.items()}
         if result.get("seq") != seq:
             raise BenchError("asked for fan-out %d, got %r" % (seq, result))
-        del result["event"], result["seq"]
+        del result["event"], result["seq"], result["last_ms_by_where"]
         for name in pids:
             result["%s_cpu_ms" % name] = 1e3 * (after[name] - before[name])
         return result

@@ -23,7 +23,7 @@ and measures, in this order:
    ``w2``, twice each (A B B A, B A A B the next round); the CPU every process used
    meanwhile, the load generator's included, since nothing is pinned: the
    workers need both cores, and the load generator takes its share of them;
-2. fan-outs to 500 clients per deployment (``bench/scale_fanout.js``; on
+2. fan-outs to 500 clients per deployment (``bench/fanout.js``; on
    ``two`` 250 clients per server, the trigger sent to the first server),
    by ``broadcast_event`` and by ``publish``, six kinds interleaved one
    fan-out at a time, each timed from the trigger to the LAST client.
@@ -416,12 +416,12 @@ def measure_round_trips(number, deployments, options):
 
 
 class FanoutLoad:
-    """``bench/scale_fanout.js`` with ``clients`` clients per deployment."""
+    """``bench/fanout.js`` with ``clients`` clients per deployment."""
 
     def __init__(self, deployments, clients):
         self.deployments = list(deployments)
         self.process = subprocess.Popen(
-            ["node", os.path.join(BENCH_DIR, "scale_fanout.js"), str(clients)]
+            ["node", os.path.join(BENCH_DIR, "fanout.js"), str(clients)]
             + [
                 ",".join(server.url for server in deployment.servers)
                 for deployment in self.deployments

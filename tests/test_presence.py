@@ -91,3 +91,20 @@ def test_participants_without_a_message_queue_are_this_process(serve):
     clients[1].call("join", "tea", namespace="/lobby", timeout=5)
     assert clients[0].call("who", "tea", namespace="/lobby", timeout=5) == [
         clients[1].call("whoami", namespace="/lobby", timeout=5)]
+
+
+def test_members_of_a_process_that_died_expire(redis_server, monkeypatch, wait_for):
+    from tgext.socketio import presence
+
+    monkeypatch.setattr(presence, "TTL", 1)
+    monkeypatch.setattr(presence, "HEARTBEAT", 0.2)  # the live process renews
+    channel = "presence-" + uuid.uuid4().hex
+    dead, alive = (presence.RedisPresence(redis_server, channel) for _ in range(2))
+    dead.add("/lobby", None, "from-the-dead-process")
+    alive.add("/lobby", None, "from-the-live-one")
+    wait_for(lambda: alive.participants("/lobby") == [
+        "from-the-dead-process", "from-the-live-one"])
+    dead._worker.kill()  # the process dies: no renewal, no removal
+    dead._redis.connection_pool.disconnect()  # its sockets die with it
+    wait_for(lambda: alive.participants("/lobby") == ["from-the-live-one"], timeout=5)
+    alive.close()

@@ -343,7 +343,6 @@ def leave(client, how):
 
 @pytest.mark.parametrize("how", ["clean", "close", "drop", "namespace", "malformed"])
 def test_a_client_leaving_takes_its_subscriptions_along(news, wait_for, how):
-    hub = None
     client = RawClient(news)
     assert client.call("subscribe", "room", 9) == ["room-9"]
     hub = hub_of_server(news)

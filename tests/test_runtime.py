@@ -72,7 +72,7 @@ def test_settings_are_checked_when_the_app_is_made():
     assert "socketio.transports = 'pigeon'" in str(failure.value)
 
 
-def test_engines_are_built_with_the_app(live_server):
+def test_engines_are_built_with_the_app():
     controller = controller_for({"echo": Echo})
     app = build_app(controller, mount="deep/down/socketio")
     assert [engine.namespace_classes for engine in runtime_of(app.app_config).engines] \

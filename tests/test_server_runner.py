@@ -300,3 +300,17 @@ def test_cross_origin_websocket_gets_no_101_even_as_the_first_request(gearbox):
     with pytest.raises(websocket.WebSocketBadStatusException) as refused:
         websocket.create_connection(url, timeout=5, origin="http://evil.example")
     assert refused.value.status_code == 403
+
+
+def test_sigterm_closes_every_client_and_exits_cleanly(gearbox, client_factory):
+    server = gearbox()
+    server.wait_for_log("serving Socket.IO at")
+    client = connect(client_factory, server, "websocket")
+    left = []
+    client.on("disconnect", lambda *reason: left.append(reason), namespace="/probe")
+    os.kill(server.process.pid, signal.SIGTERM)  # gearbox itself, as systemd does
+    assert server.wait_for_exit(timeout=10) == 0
+    with gevent.Timeout(5, AssertionError("the client was not disconnected")):
+        while not left:
+            gevent.sleep(0.05)
+    assert "Traceback" not in server.log()

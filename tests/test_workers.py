@@ -99,3 +99,16 @@ def test_workers_serving_pubsub_on_the_memory_backend_are_refused(gearbox, redis
     assert server.wait_for_exit() != 0
     assert ("PubSubTGNamespace channels reach the subscribers of the other processes "
             "only through Redis: set anypubsub.backend = redis") in server.log()
+
+
+def test_a_dead_worker_stops_the_server_and_says_so(gearbox, redis_server):  # noqa: F811
+    import os
+    import signal
+
+    server = gearbox(server_extra="workers = 2",
+                     extra="socketio.message_queue = %s\nanypubsub.backend = redis\n"
+                     "anypubsub.host = %s" % (redis_server, redis_server))
+    pids = server.wait_for_log_match(r"with 2 worker processes \(pids (\d+) (\d+)\)")
+    os.kill(int(pids.group(1)), signal.SIGKILL)
+    server.wait_for_exit(timeout=15)
+    assert "worker process %s exited; stopping the server" % pids.group(1) in server.log()

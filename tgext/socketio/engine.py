@@ -166,9 +166,7 @@ class SocketIOEngine(socketio.Server):
                 error,
             )
             self._binary_packet.pop(eio_sid, None)
-            socket = self.eio.sockets.pop(eio_sid, None)
-            if socket is not None:
-                socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+            self.eio.disconnect(eio_sid)
 
     def _trigger_event(self, event, namespace, *args):
         # python-socketio calls this for the reserved events only: ordinary

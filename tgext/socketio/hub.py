@@ -154,9 +154,6 @@ class _Channel:
         self.listener = None
         self.closed = False
 
-    def __len__(self):
-        return sum(len(members) for members in self.groups.values())
-
 
 class PubSubHub:
     """Channels and their local subscribers, over one anypubsub backend.
