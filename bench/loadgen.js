@@ -2,9 +2,9 @@
 /*
  * The benchmark's load generator: many Socket.IO clients in one lean process.
  *
- * It speaks raw Engine.IO v4 / Socket.IO v5 text frames over `ws`, without
- * socket.io-client, so one core drives far more round trips than a Python
- * server can answer:
+ * It speaks raw Engine.IO v4 / Socket.IO v5 text frames, framed by hand on
+ * bare TCP sockets (no socket.io-client, no WebSocket library), so it needs a
+ * small part of a core for what a Python server answers with a whole one:
  *
  *   open   GET ws://HOST:PORT/socketio/?EIO=4&transport=websocket -> "0{...}"
  *   join   send "40/pingpong,"                   -> "40/pingpong,{...}"
@@ -24,12 +24,12 @@
  */
 "use strict";
 
-const WebSocket = require("ws");
+const net = require("net");
 
 const NAMESPACE = "/pingpong";
 const JOIN = "40" + NAMESPACE + ",";
 const PING = "42" + NAMESPACE + ',["ping",{"type":"ping"}]';
-const PONG_PREFIX = "42" + NAMESPACE + ',["pong"';
+const PONG_PREFIX = Buffer.from("42" + NAMESPACE + ',["pong"');
 const CONNECT_CONCURRENCY = 50; // handshakes in flight, below the accept backlog
 
 function report(message) {
@@ -41,30 +41,121 @@ function fail(message) {
   process.exit(1);
 }
 
-/* A client that joins the namespace, then calls onPong for each pong. */
+/*
+ * WebSocket framing, client side, for short text messages only: what a
+ * Socket.IO client sends here is always under 126 bytes. The mask key is
+ * zero, which leaves the payload as it is (RFC 6455 wants it unpredictable,
+ * against proxies that cache; no proxy is in the way here, and the server
+ * unmasks whatever the key). Every frame is built once, at start-up, so a
+ * round trip costs the load generator one write and one read.
+ */
+function textFrame(text) {
+  const payload = Buffer.from(text);
+  if (payload.length > 125) throw new Error("frame too long for loadgen: " + text);
+  const frame = Buffer.alloc(6 + payload.length); // FIN+text, MASK+length, 4 zero key bytes
+  frame[0] = 0x81;
+  frame[1] = 0x80 | payload.length;
+  payload.copy(frame, 6);
+  return frame;
+}
+
+const PING_FRAME = textFrame(PING);
+const JOIN_FRAME = textFrame(JOIN);
+const KEEPALIVE_FRAME = textFrame("3");
+const CLOSE_FRAME = Buffer.from([0x88, 0x80, 0, 0, 0, 0]);
+
+function upgradeRequest(url) {
+  const { host, pathname, search } = new URL(url.replace(/^ws/, "http"));
+  return (
+    `GET ${pathname}${search} HTTP/1.1\r\nHost: ${host}\r\n` +
+    "Upgrade: websocket\r\nConnection: Upgrade\r\n" +
+    "Sec-WebSocket-Key: bG9hZGdlbiBjbGllbnQgMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+  );
+}
+
+/*
+ * One Socket.IO client on a bare TCP socket: it upgrades, joins the
+ * namespace, then calls onPong(client) for each pong. Server frames are
+ * unmasked; each is parsed from what arrived, a frame split across reads
+ * waits for its rest.
+ */
 function openClient(url, onPong) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { perMessageDeflate: false });
+    const { hostname, port } = new URL(url.replace(/^ws/, "http"));
+    const socket = net.connect({ host: hostname, port: Number(port), noDelay: true });
+    const client = { socket, closing: false, send: (frame) => socket.write(frame) };
     let joined = false;
-    ws.on("message", (data) => {
-      const text = data.toString();
-      if (text.startsWith(PONG_PREFIX)) {
-        onPong(ws);
-      } else if (text === "2") {
-        ws.send("3");
+    let upgraded = false;
+    let pending = null; // bytes of an incomplete frame (or handshake)
+
+    function onText(payload) {
+      if (payload.length >= PONG_PREFIX.length && payload.compare(PONG_PREFIX, 0, PONG_PREFIX.length, 0, PONG_PREFIX.length) === 0) {
+        onPong(client);
+        return;
+      }
+      const text = payload.toString();
+      if (text === "2") {
+        socket.write(KEEPALIVE_FRAME);
       } else if (text[0] === "0") {
-        ws.send(JOIN);
+        socket.write(JOIN_FRAME);
       } else if (text.startsWith(JOIN)) {
         joined = true;
-        resolve(ws);
+        resolve(client);
       } else if (text.startsWith("44" + NAMESPACE)) {
         reject(new Error("namespace refused: " + text));
       }
+    }
+
+    function onFrames(data) {
+      let offset = 0;
+      while (data.length - offset >= 2) {
+        const opcode = data[offset] & 0x0f;
+        let length = data[offset + 1] & 0x7f;
+        let header = 2;
+        if (length === 126) {
+          if (data.length - offset < 4) break;
+          length = data.readUInt16BE(offset + 2);
+          header = 4;
+        } else if (length === 127) {
+          if (data.length - offset < 10) break;
+          length = Number(data.readBigUInt64BE(offset + 2));
+          header = 10;
+        }
+        if (data.length - offset < header + length) break;
+        const payload = data.subarray(offset + header, offset + header + length);
+        offset += header + length;
+        if (opcode === 0x1) onText(payload);
+        else if (opcode === 0x8) socket.end();
+      }
+      pending = offset < data.length ? Buffer.from(data.subarray(offset)) : null;
+    }
+
+    socket.on("connect", () => socket.write(upgradeRequest(url)));
+    socket.on("data", (chunk) => {
+      const data = pending ? Buffer.concat([pending, chunk]) : chunk;
+      pending = null;
+      if (upgraded) {
+        onFrames(data);
+        return;
+      }
+      const end = data.indexOf("\r\n\r\n");
+      if (end < 0) {
+        pending = data;
+        return;
+      }
+      const status = data.subarray(0, data.indexOf("\r\n")).toString();
+      if (!/^HTTP\/1\.1 101 /.test(status)) {
+        reject(new Error("upgrade refused: " + status));
+        socket.destroy();
+        return;
+      }
+      upgraded = true;
+      if (end + 4 < data.length) onFrames(data.subarray(end + 4));
     });
-    ws.on("error", (error) => (joined ? fail(error.message) : reject(error)));
-    ws.on("close", () => {
+    socket.on("error", (error) => (joined ? fail(error.message) : reject(error)));
+    socket.on("close", () => {
       if (!joined) reject(new Error("closed before joining " + NAMESPACE));
-      else if (!ws.benchClosing) fail("server closed a connection");
+      else if (!client.closing) fail("server closed a connection");
     });
   });
 }
@@ -86,9 +177,9 @@ async function openClients(url, count, onPong) {
 }
 
 function closeAll(clients) {
-  for (const ws of clients) {
-    ws.benchClosing = true;
-    ws.terminate();
+  for (const client of clients) {
+    client.closing = true;
+    client.socket.end(CLOSE_FRAME);
   }
 }
 
@@ -104,19 +195,18 @@ function cpuSeconds(usage) {
 
 /* Closed loop: every client sends a ping, waits for the pong, sends the next. */
 async function roundTrips(url, count, warmupSeconds, seconds) {
-  const sentAt = new Map(); // ws -> hrtime of its ping in flight
   let measuring = false;
   let latencies = [];
-  const onPong = (ws) => {
+  const onPong = (client) => {
     const now = process.hrtime.bigint();
-    if (measuring) latencies.push(Number(now - sentAt.get(ws)) / 1e6);
-    sentAt.set(ws, process.hrtime.bigint());
-    ws.send(PING);
+    if (measuring) latencies.push(Number(now - client.sentAt) / 1e6);
+    client.sentAt = now;
+    client.send(PING_FRAME);
   };
   const clients = await openClients(url, count, onPong);
-  for (const ws of clients) {
-    sentAt.set(ws, process.hrtime.bigint());
-    ws.send(PING);
+  for (const client of clients) {
+    client.sentAt = process.hrtime.bigint();
+    client.send(PING_FRAME);
   }
   await sleep(warmupSeconds);
 

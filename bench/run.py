@@ -398,7 +398,7 @@ def log(message):
 
 
 def prepare(options):
-    """Pick the cores, raise the open-files limit, install ``ws`` if missing."""
+    """Pick the cores, raise the open-files limit."""
     cpus = sorted(os.sched_getaffinity(0))
     if options.no_pin or len(cpus) < 2:
         options.server_cpu = options.load_cpu = None
@@ -411,13 +411,6 @@ def prepare(options):
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
-    if not os.path.isdir(os.path.join(BENCH_DIR, "node_modules", "ws")):
-        log("installing the load generator's npm packages into bench/node_modules")
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=BENCH_DIR,
-            check=True,
-        )
 
 
 def git_state():

@@ -19,7 +19,7 @@ fresh deployments:
 and measures, in this order:
 
 1. round trips per second with 500 WebSocket clients in a closed loop
-   (``bench/loadgen.js``: ping, wait for pong, ping...) on ``one`` and on
+   (``bench/loadgen.c``: ping, wait for pong, ping...) on ``one`` and on
    ``w2``, twice each (A B B A, B A A B the next round); the CPU every process used
    meanwhile, the load generator's included, since nothing is pinned: the
    workers need both cores, and the load generator takes its share of them;
@@ -49,6 +49,9 @@ from fanout import RedisServer, percentile
 from run import BENCH_DIR, REPO_DIR, BenchError, environment, log, ratio, read_message
 
 RESULTS_FILE = os.path.join(BENCH_DIR, "results", "scale.json")
+#: the round-trip load generator, in C: it shares the cores with the workers
+LOADGEN_SOURCE = os.path.join(BENCH_DIR, "loadgen.c")
+LOADGEN = os.path.join(BENCH_DIR, "build", "loadgen")
 GEARBOX = os.path.join(os.path.dirname(sys.executable), "gearbox")
 RESOURCE = "socketio"
 #: the runner's "serving Socket.IO at ..." line, workers = 1 and workers = N
@@ -329,8 +332,7 @@ def round_trips(deployment, options):
     timeout = 60 + options.warmup + options.seconds
     process = subprocess.Popen(
         [
-            "node",
-            os.path.join(BENCH_DIR, "loadgen.js"),
+            LOADGEN,
             "rtt",
             server.url,
             str(options.clients),
@@ -635,7 +637,7 @@ def rtt_lines(summary, options):
 
     for label, key, wait_key in (
         ("server, all processes", "server_cpu_percent", "server_wait_percent"),
-        ("load generator (node, one thread)", "load_cpu_percent", "load_wait_percent"),
+        ("load generator (C, one thread)", "load_cpu_percent", "load_wait_percent"),
         ("redis-server", "redis_cpu_percent", None),
         ("whole machine", "machine_busy_percent", None),
         ("  of which the hypervisor's steal", "steal_percent", None),
@@ -809,8 +811,20 @@ def report(summary, rounds, options):
 # -- set-up -----------------------------------------------------------------------
 
 
+def build_loadgen():
+    """Compile ``loadgen.c`` with the system's C compiler unless up to date."""
+    if os.path.exists(LOADGEN) and os.path.getmtime(LOADGEN) >= os.path.getmtime(LOADGEN_SOURCE):
+        return
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        raise BenchError("no C compiler (cc or gcc; or set CC) to build bench/loadgen.c")
+    os.makedirs(os.path.dirname(LOADGEN), exist_ok=True)
+    log("building the load generator: bench/build/loadgen")
+    subprocess.run([compiler, "-O2", "-o", LOADGEN, LOADGEN_SOURCE, "-lm"], check=True)
+
+
 def prepare(options):
-    """Raise the open-files limit, install ``ws`` if missing, find the tools."""
+    """Raise the open-files limit, build the load generator, install ``ws`` if missing."""
     if not os.path.exists(GEARBOX):
         raise BenchError("no gearbox next to %s" % sys.executable)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -818,8 +832,9 @@ def prepare(options):
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+    build_loadgen()
     if not os.path.isdir(os.path.join(BENCH_DIR, "node_modules", "ws")):
-        log("installing the load generator's npm packages into bench/node_modules")
+        log("installing the fan-out clients' npm packages into bench/node_modules")
         subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
             cwd=BENCH_DIR,
