@@ -21,6 +21,7 @@ testing_requires = [
     "Beaker>=1.12,<2",
     "tgext.pluggable>=0.8,<1",
     "gunicorn>=22,<24",
+    "hypothesis>=6.100,<7",
 ]
 
 setup(
@@ -57,6 +58,8 @@ setup(
         "python-engineio>=4.9,<5",
         "gevent>=23.9",
         "gevent-websocket>=0.10.1,<0.11",
+        # unmasks WebSocket frames in C (gevent-websocket does it in Python)
+        "wsaccel>=0.6.6,<0.7",
         "gearbox>=0.2,<0.6",
         "PasteDeploy>=3,<4",
         # PubSubTGNamespace's backends (memory built in; Redis with [redis])

@@ -146,7 +146,7 @@ def test_bad_binary_placeholder_closes_only_that_connection(server, raw_socket, 
                 receive_skipping_pings(sock)
     assert healthy.call("add", (4, 2), namespace="/echo", timeout=5) == 6
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
-    assert [r for r in caplog.records if "malformed packet" in r.getMessage()]
+    assert [r for r in caplog.records if "malformed Socket.IO packet" in r.getMessage()]
 
 
 def test_rejected_polling_posts_are_answered_and_leave_nothing(serve, wait_for):

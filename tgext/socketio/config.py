@@ -114,6 +114,37 @@ OPTIONS = (
         "(socket.io-client batches a burst of emits into one)",
     ),
     (
+        "max_queued_events",
+        256,
+        _positive_int,
+        "a positive whole number",
+        "events of one client to one namespace waiting for their handler; past "
+        "it the client gets the error ``too_many_events`` and is disconnected "
+        "from the namespace",
+    ),
+    (
+        "max_queued_packets",
+        1000,
+        _positive_int,
+        "a positive whole number",
+        "packets waiting to be sent to one client (one that does not read); "
+        "past it the client is disconnected",
+    ),
+    (
+        "max_attachments",
+        10,
+        _positive_int,
+        "a positive whole number",
+        "binary attachments one event may announce",
+    ),
+    (
+        "max_attachment_bytes",
+        None,
+        _positive_int,
+        "a positive whole number of bytes",
+        "bytes of all the attachments of one event; unset: ``max_http_buffer_size``",
+    ),
+    (
         "transports",
         ["polling", "websocket"],
         _transports,

@@ -10,12 +10,14 @@ the whole inbox with the connection's TG context pushed once.
 Workers are reused: a new greenlet would start with empty greenlet-local
 storage, and TG's context push would rebuild it on every burst (measured: this
 alone made the event path ~40% more expensive per round trip than raw
-python-socketio). A worker is started only when no idle one is waiting, and at
-most ``max_idle_workers`` wait, so a burst of slow handlers leaves no crowd
-of idle greenlets behind.
+python-socketio). A worker is started only when no idle one is waiting, at
+most ``max_idle_workers`` wait once a burst is over, and a worker idle for
+``IDLE_WORKER_SECONDS`` retires: after any burst, the greenlets return to
+what they were before it.
 """
 
 import logging
+import time
 
 import gevent
 from gevent.queue import Empty, Queue
@@ -27,7 +29,7 @@ from .namespace import DENIED, is_refusal
 
 log = logging.getLogger(__name__)
 
-#: seconds an idle worker waits before it retires (if enough others wait)
+#: seconds an idle worker waits for work before it retires
 IDLE_WORKER_SECONDS = 5
 
 
@@ -37,16 +39,28 @@ class EventDispatcher:
     :param engine: the ``SocketIOEngine`` whose acknowledgements it sends.
     """
 
-    def __init__(self, engine, max_idle_workers=64):
+    def __init__(self, engine, max_idle_workers=64, max_queued_events=None):
         self._engine = engine
         self.max_idle_workers = max_idle_workers
+        #: events one instance may have waiting; past it its client is dropped
+        self.max_queued_events = max_queued_events
         self._ready = Queue()  # instances with events waiting for a worker
         self._idle_workers = 0  # workers blocked on _ready.get()
+        # fewest workers idle at once since _trim_at: that many were not
+        # needed, and retire (a FIFO queue hands work to every idle worker
+        # in turn, so under light load none would ever wait long enough)
+        self._idle_low = 0
+        self._trim_at = time.monotonic() + IDLE_WORKER_SECONDS
         self._workers = set()
 
     def submit(self, instance, id, data):
         """Queue one event (``data`` is ``[name, *args]``) for ``instance``."""
-        instance._tgsio_inbox.append((id, data))
+        inbox = instance._tgsio_inbox
+        limit = self.max_queued_events
+        if limit is not None and len(inbox) >= limit:
+            self._overflow(instance, limit)
+            return
+        inbox.append((id, data))
         if instance._tgsio_draining:
             return  # its worker will get to it, in order
         instance._tgsio_draining = True
@@ -59,6 +73,31 @@ class EventDispatcher:
             worker = gevent.spawn(self._work)
             self._workers.add(worker)
             worker.rawlink(self._workers.discard)
+
+    def _overflow(self, instance, limit):
+        """Drop a client that sends faster than its handlers run: tell it why.
+
+        Refusing events one by one would leave a client (and its acks)
+        guessing which got through; it is disconnected from the namespace
+        instead, with the error ``too_many_events``. What was queued is
+        dropped with it.
+        """
+        if instance._tgsio_closed or instance._tgsio_leaving:
+            return  # being dropped already
+        log.warning(
+            "%s sent more than %d events waiting for %s (socketio.max_queued_events): "
+            "disconnecting it",
+            instance._tgsio_sid,
+            limit,
+            instance.ns_name,
+        )
+        instance.emit(
+            "error", wire.TOO_MANY_EVENTS, wire.too_many_events_message(limit)
+        )
+        # dropped by the server, not leaving by itself: recv_disconnect runs
+        self._engine.disconnect(
+            instance._tgsio_sid, namespace=instance.ns_name, ignore_queue=True
+        )
 
     def close(self):
         """End every worker (the engine is closing: its clients are gone)."""
@@ -76,14 +115,22 @@ class EventDispatcher:
             finally:
                 self._idle_workers -= 1
             if instance is None:
-                # idle for a while: retire, unless too few others wait
-                if self._idle_workers >= self.max_idle_workers:
-                    return
-                continue
+                return  # idle for a while, or trimmed: a later burst starts another
+            if self._idle_workers < self._idle_low:
+                self._idle_low = self._idle_workers
             self._drain(instance)
             instance = None  # do not keep a client's namespace alive while idle
             if self._idle_workers >= self.max_idle_workers and not ready.qsize():
                 return
+            if time.monotonic() >= self._trim_at:
+                self._trim()
+
+    def _trim(self):
+        """Retire the workers that stayed idle through the last period."""
+        for _ in range(self._idle_low):
+            self._ready.put(None)
+        self._idle_low = self._idle_workers
+        self._trim_at = time.monotonic() + IDLE_WORKER_SECONDS
 
     def _drain(self, instance):
         request_locals = instance._tgsio_request_locals
@@ -113,10 +160,21 @@ class EventDispatcher:
             result = instance.process_packet(event_packet)
             if id is not None:
                 self._acknowledge(instance, id, result)
-        except Exception:  # the boundary where user handler code runs
+        except Exception as error:  # the boundary where user handler code runs
             # (encoding the ack is in it: a handler may return a set)
             method_name = _method_name_of(data[0])
-            log.exception("Unhandled exception in %s %s", instance.ns_name, method_name)
+            if isinstance(error, RecursionError):
+                # data nested deeper than Python recurses, most likely the
+                # client's: a traceback would be a thousand frames long
+                log.warning(
+                    "%s %s failed: RecursionError (data nested too deeply)",
+                    instance.ns_name,
+                    method_name,
+                )
+            else:
+                log.exception(
+                    "Unhandled exception in %s %s", instance.ns_name, method_name
+                )
             instance.error(
                 wire.INTERNAL_SERVER_ERROR, wire.internal_error_message(method_name)
             )

@@ -12,6 +12,7 @@ import functools
 import logging
 
 import engineio
+import engineio.socket
 import gevent
 import socketio
 from engineio import packet as eio_packet
@@ -23,6 +24,7 @@ from .exceptions import ConfigurationError
 from .keys import REQUEST_LOCALS_KEY
 from .namespace import DENIED, is_refusal
 from .presence import presence_for
+from .transport import GuardedSocket
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,9 @@ class SocketIOEngine(socketio.Server):
         self.namespace_classes = dict(namespace_classes)
         self._connections = {}  # Engine.IO sid -> Connection
         self._instances = {}  # Socket.IO sid -> namespace instance
-        self._dispatcher = EventDispatcher(self)
+        self._dispatcher = EventDispatcher(
+            self, max_queued_events=options["max_queued_events"]
+        )
         # A client that batches more than 16 queued packets into one polling
         # POST (socket.io-client does, for any burst of emits) would have the
         # whole POST dropped. The limit is a class attribute, so it is
@@ -111,6 +115,11 @@ class SocketIOEngine(socketio.Server):
             http_compression=options["http_compression"],
         )
         self.presence = presence_for(self.manager, options)
+        self.eio.max_queued_packets = options["max_queued_packets"]
+        self._attachment_limits = (
+            options["max_attachments"],
+            options["max_attachment_bytes"] or options["max_http_buffer_size"],
+        )
         node_id = options["node_id"]
         self.eio.session_prefix = SESSION_PREFIX or (node_id + "." if node_id else "")
 
@@ -140,6 +149,7 @@ class SocketIOEngine(socketio.Server):
     # -- connections ------------------------------------------------------------
 
     def _handle_eio_connect(self, eio_sid, environ):
+        self.eio.guard(eio_sid)
         super()._handle_eio_connect(eio_sid, environ)
         connection = Connection(eio_sid, environ)
         environ["socketio"] = connection  # where gevent-socketio kept it
@@ -152,21 +162,55 @@ class SocketIOEngine(socketio.Server):
             self._connections.pop(eio_sid, None)
 
     def _handle_eio_message(self, eio_sid, data):
+        pending = self._binary_packet.get(eio_sid)
         try:
+            if pending is not None:
+                self._check_attachment(pending, data)
             super()._handle_eio_message(eio_sid, data)
-        except (ValueError, TypeError, KeyError, IndexError) as error:
-            # Undecodable JSON, an unknown packet type, a stray attachment:
-            # python-engineio would log a traceback per packet. One line, and
-            # the connection that sent it ends; user code never runs here
-            # (events run in their own greenlet, callbacks are wrapped).
-            log.warning(
-                "malformed packet from %s: %s: %s; closing it",
-                eio_sid,
-                type(error).__name__,
-                error,
-            )
+            if pending is None and eio_sid in self._binary_packet:
+                self._check_attachment(self._binary_packet[eio_sid], None)
+        except (ValueError, TypeError, LookupError, RecursionError) as error:
+            # Undecodable JSON (or nested too deep to decode), an unknown
+            # packet type, a stray or excess attachment: python-engineio
+            # would log a traceback per packet. One line, and the connection
+            # that sent it ends; user code never runs here (events run in
+            # their own greenlet, callbacks are wrapped).
             self._binary_packet.pop(eio_sid, None)
-            self.eio.disconnect(eio_sid)
+            reason = "a malformed Socket.IO packet (%s: %s)" % (
+                type(error).__name__,
+                str(error)[:100],
+            )
+            socket = self.eio.sockets.get(eio_sid)
+            if isinstance(socket, GuardedSocket):
+                socket.reject(reason)
+            else:
+                log.warning(
+                    "refused input from %s: %s; session closed", eio_sid, reason
+                )
+                self.eio.disconnect(eio_sid)
+
+    def _check_attachment(self, pending, attachment):
+        """Bound a binary packet's attachments: how many, and their bytes.
+
+        ``attachment`` is the one arriving for ``pending`` (``None`` when
+        ``pending`` has just announced its count).
+        """
+        limits = self._attachment_limits
+        if attachment is None:
+            if pending.attachment_count > limits[0]:
+                raise ValueError(
+                    "%d attachments announced (socketio.max_attachments is %d)"
+                    % (pending.attachment_count, limits[0])
+                )
+            pending._tgsio_attachment_bytes = 0
+            return
+        size = len(attachment) + getattr(pending, "_tgsio_attachment_bytes", 0)
+        if size > limits[1]:
+            raise ValueError(
+                "attachments of over %d bytes (socketio.max_attachment_bytes is %d)"
+                % (size, limits[1])
+            )
+        pending._tgsio_attachment_bytes = size
 
     def _trigger_event(self, event, namespace, *args):
         # python-socketio calls this for the reserved events only: ordinary
@@ -370,6 +414,19 @@ class _TrackedEngineIOServer(engineio.Server):
     #: what starts every session id (``socketio.node_id`` and the worker's
     #: tag), for sticky routing by a balancer or the workers' router
     session_prefix = ""
+    #: packets waiting to be sent to one client before it is disconnected
+    max_queued_packets = None
+
+    def guard(self, sid):
+        """Make session ``sid`` a :class:`GuardedSocket` (called at its connect).
+
+        python-engineio builds its sessions from the ``Socket`` class of its
+        own module; the guarded one only adds behaviour, so the session
+        changes class in place.
+        """
+        socket = self.sockets.get(sid)
+        if type(socket) is engineio.socket.Socket:
+            socket.__class__ = GuardedSocket
 
     def generate_id(self):
         return self.session_prefix + super().generate_id()

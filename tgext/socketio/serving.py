@@ -12,8 +12,10 @@ import socket
 
 from gevent.pywsgi import WSGIHandler, WSGIServer
 from geventwebsocket.handler import WebSocketHandler
+from geventwebsocket.websocket import WebSocket
 
 from .keys import SERVER_KEY
+from .websocket import BoundedWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,14 @@ class SocketIOHandler(WebSocketHandler):
             # the action keeps "socket.io" a segment TG maps to "socket_io".
             self.environ["PATH_INFO"] = self.server.resource_prefix + "index"
         return super().run_application()
+
+    def upgrade_connection(self):
+        result = super().upgrade_connection()
+        websocket = getattr(self, "websocket", None)
+        if websocket is not None and type(websocket) is WebSocket:
+            # same slots: the connection changes class in place
+            websocket.__class__ = BoundedWebSocket
+        return result
 
     #: True while the connection waits for its next request (keep-alive)
     idle = True

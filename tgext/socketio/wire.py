@@ -24,6 +24,9 @@ SUBSCRIPTION_REJECTED = "subscription_rejected"
 SUBSCRIPTION_REJECTED_MESSAGE = "Your subscription has been rejected by server"
 PUBLISH_FAILED = "publish_failed"
 
+# limits (new: 0.0.x had none)
+TOO_MANY_EVENTS = "too_many_events"
+
 #: an event name starts with a letter and holds letters, digits, ``_`` and spaces
 EVENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_ ]*\Z")
 
@@ -49,4 +52,11 @@ def publish_failed_message(channel):
     return (
         'Could not publish on channel "%s": the pub/sub backend is unavailable'
         % channel
+    )
+
+
+def too_many_events_message(limit):
+    return (
+        "More than %d events are waiting for the server: you are disconnected "
+        "from this namespace" % limit
     )

@@ -1,0 +1,594 @@
+"""A buggy or hostile client against a live server: it is refused or dropped
+with one log line, what it made the server hold is bounded and given back,
+and a witness client doing an acked call every 100 ms keeps being answered
+quickly (its worst round trip is asserted loosely: a guard, not a benchmark).
+"""
+
+import collections
+import gc
+import json
+import logging
+import os
+import socket
+import struct
+import time
+
+import gevent
+import pytest
+import requests
+import websocket
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tgext.socketio import BaseNamespace
+from tgext.socketio.runtime import runtime_of
+from tgext.socketio.transport import MESSAGES_PER_TURN
+
+NAMESPACE = "/abuse"
+
+
+class Abuse(BaseNamespace):
+    def on_add(self, a, b):
+        return a + b
+
+    def on_echo(self, *args):
+        return args
+
+    def on_send_many(self, count, size):
+        for _ in range(count):
+            self.emit("blob", "x" * size)
+
+    def on_slow(self):
+        gevent.sleep(0.05)
+
+
+@pytest.fixture(autouse=True)
+def fresh_rejection_log(monkeypatch):
+    """Each test starts with the whole burst of log lines (20) to spend."""
+    from tgext.socketio import transport
+
+    monkeypatch.setattr(transport, "rejections", transport.RejectionLog(transport.log))
+
+
+@pytest.fixture
+def server(serve):
+    # a client gone without a goodbye is dropped 3 s later
+    return serve(
+        {"abuse": Abuse}, config={"socketio.ping_interval": 1, "socketio.ping_timeout": 2}
+    )
+
+
+# -- what the test process holds -------------------------------------------------
+
+
+def live_greenlets(kinds=False):
+    gc.collect()
+    alive = [obj for obj in gc.get_objects() if isinstance(obj, gevent.Greenlet) and not obj.dead]
+    if kinds:  # what they run, for an assertion's message
+        return collections.Counter(getattr(g._run, "__qualname__", repr(g._run)) for g in alive)
+    return len(alive)
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def sessions(server):
+    (engine,) = runtime_of(server.app_config).engines
+    return len(engine.eio.sockets)
+
+
+class Baseline:
+    """Greenlets, fds and sessions before the abuse; ``settle()`` waits for them."""
+
+    def __init__(self, server, wait_for):
+        self.server, self.wait_for = server, wait_for
+        gevent.sleep(0.1)
+        self.greenlets, self.fds, self.sessions = (
+            live_greenlets(),
+            open_fds(),
+            sessions(server),
+        )
+
+    def settle(self, timeout=10):
+        """Wait until sessions, fds and greenlets are back to the baseline."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = (sessions(self.server), open_fds(), live_greenlets())
+            if all(a <= b for a, b in zip(now, (self.sessions, self.fds, self.greenlets))):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    "sessions, fds, greenlets: %s, baseline %s; greenlets running %s"
+                    % (now, (self.sessions, self.fds, self.greenlets), live_greenlets(True))
+                )
+            gevent.sleep(0.05)
+
+
+class Witness:
+    """A well-behaved client: an acked ``add`` every 100 ms, timed."""
+
+    def __init__(self, server):
+        self.client = server.connect(namespaces=[NAMESPACE])
+        self.round_trips = []
+        self.failures = []
+        self._greenlet = gevent.spawn(self._run)
+
+    def _run(self):
+        number = 0
+        while True:
+            number += 1
+            started = time.monotonic()
+            try:
+                answer = self.client.call("add", (number, 1), namespace=NAMESPACE, timeout=5)
+            except Exception as error:  # noqa: BLE001 - recorded, asserted later
+                self.failures.append(repr(error))
+            else:
+                if answer != number + 1:
+                    self.failures.append("add(%d, 1) answered %r" % (number, answer))
+            self.round_trips.append(time.monotonic() - started)
+            gevent.sleep(0.1)
+
+    def stop(self):
+        """Stop; assert it was always answered, in under ``worst`` seconds."""
+        gevent.sleep(0.3)  # a few round trips after the abuse too
+        self._greenlet.kill()
+        self.client.disconnect()
+        return max(self.round_trips)
+
+    def assert_healthy(self, worst=1.0):
+        slowest = self.stop()
+        assert not self.failures
+        assert len(self.round_trips) >= 3
+        assert slowest < worst, "the witness waited %.3f s" % slowest
+
+
+@pytest.fixture
+def watched(server, wait_for):
+    """``(server, baseline, witness)``: the baseline includes the witness."""
+    before = sessions(server)  # LiveServer's own readiness probe may hold one
+    warm_up = server.connect(namespaces=[NAMESPACE])  # lazy imports, first tasks
+    warm_up.call("add", (1, 1), namespace=NAMESPACE, timeout=5)
+    warm_up.disconnect()
+    wait_for(lambda: sessions(server) <= before)
+    witness = Witness(server)
+    gevent.sleep(0.3)
+    baseline = Baseline(server, wait_for)
+    yield server, baseline, witness
+
+
+# -- raw clients ---------------------------------------------------------------
+
+
+def ws_url(server):
+    return server.url.replace("http", "ws") + "/socketio/?EIO=4&transport=websocket"
+
+
+def raw_websocket(server):
+    """A WebSocket joined to the namespace, speaking frames by hand."""
+    sock = websocket.create_connection(ws_url(server), timeout=5)
+    assert sock.recv().startswith('0{"sid":')
+    sock.send("40%s," % NAMESPACE)
+    assert sock.recv().startswith('40%s,{"sid":' % NAMESPACE)
+    return sock
+
+
+def close_raw(sock):
+    sock.shutdown()  # websocket-client's close() leaks the socket once the peer closed
+
+
+def masked_frame(payload, opcode=0x1, length=None):
+    """One client frame (mask key zero); ``length`` may lie about the size."""
+    length = len(payload) if length is None else length
+    if length < 126:
+        header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
+    return header + b"\0\0\0\0" + payload
+
+
+def read_until_closed(sock, timeout=5):
+    """Frames until the server closes; returns (texts, close code or None)."""
+    texts = []
+    sock.settimeout(timeout)
+    while True:
+        try:
+            opcode, data = sock.recv_data(control_frame=True)
+        except (websocket.WebSocketConnectionClosedException, ConnectionError):
+            return texts, None
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            code = struct.unpack("!H", data[:2])[0] if len(data) >= 2 else None
+            return texts, code
+        if opcode == websocket.ABNF.OPCODE_TEXT:
+            texts.append(data.decode())
+
+
+def refusals(caplog):
+    return [r for r in caplog.records if "refused input" in r.getMessage()]
+
+
+def assert_no_tracebacks(caplog):
+    assert not [r for r in caplog.records if r.exc_info], [
+        r.getMessage() for r in caplog.records if r.exc_info
+    ]
+
+
+# -- WebSocket ---------------------------------------------------------------
+
+
+def test_undecodable_frame_ends_its_session_at_once(watched, caplog):
+    server, baseline, witness = watched
+    with caplog.at_level(logging.WARNING, logger="tgext.socketio"):
+        for _ in range(20):
+            sock = raw_websocket(server)
+            sock.send("x")
+            texts, code = read_until_closed(sock)
+            assert code == 1008
+            close_raw(sock)
+        # gone now, not at the ping timeout
+        baseline.settle(timeout=2)
+    witness.assert_healthy()
+    assert len(refusals(caplog)) == 20
+    assert "an unknown Engine.IO packet ('x')" in refusals(caplog)[0].getMessage()
+    assert_no_tracebacks(caplog)
+
+
+def test_oversized_message_is_refused_on_its_header(watched, caplog):
+    server, baseline, witness = watched
+    sock = raw_websocket(server)
+    with caplog.at_level(logging.WARNING, logger="tgext.socketio"):
+        # announce 5 MB, send the first 64 KB only: refused without the rest
+        sock.sock.sendall(masked_frame(b"4" * 65536, length=5_000_000))
+        texts, code = read_until_closed(sock)
+    assert code == 1009
+    close_raw(sock)
+    baseline.settle()
+    witness.assert_healthy(worst=0.5)
+    assert "a message of over 5000000 bytes (the limit is 1000000)" in (
+        refusals(caplog)[0].getMessage()
+    )
+
+
+def test_whole_five_megabyte_message_does_not_stall_the_others(watched):
+    server, baseline, witness = watched
+    sock = raw_websocket(server)
+    payload = ('42%s,["add","%s",1]' % (NAMESPACE, "x" * 5_000_000)).encode()
+    gevent.spawn(sock.sock.sendall, masked_frame(payload)).join(timeout=10)
+    texts, code = read_until_closed(sock)
+    assert code == 1009
+    close_raw(sock)
+    baseline.settle()
+    witness.assert_healthy(worst=0.5)
+
+
+def test_flood_of_events_shares_the_loop(watched):
+    server, baseline, witness = watched
+    sock = raw_websocket(server)
+    frame = masked_frame(('42%s,["add",1,2]' % NAMESPACE).encode())
+    rss_before = rss_mb()
+    flood = frame * 50_000  # no ack asked: nothing comes back
+    sock.sock.sendall(flood)
+    sock.send('42%s,7["add",40,2]' % NAMESPACE)  # after the flood, in order
+    texts = []
+    sock.settimeout(30)
+    while "43%s,7[42]" % NAMESPACE not in texts:
+        texts.append(sock.recv())
+    assert rss_mb() - rss_before < 50
+    close_raw(sock)
+    baseline.settle()
+    witness.assert_healthy(worst=0.5)
+    assert MESSAGES_PER_TURN <= 64
+
+
+def test_client_outrunning_its_handlers_is_told_and_dropped(watched, caplog):
+    server, baseline, witness = watched
+    sock = raw_websocket(server)
+    with caplog.at_level(logging.WARNING, logger="tgext.socketio"):
+        # each on_slow takes 50 ms: the inbox fills past 256
+        sock.sock.sendall(masked_frame(('42%s,["slow"]' % NAMESPACE).encode()) * 400)
+        texts, _ = [], None
+        sock.settimeout(10)
+        while "41%s," % NAMESPACE not in texts:
+            texts.append(sock.recv())
+    assert texts[0].startswith('42%s,["error","too_many_events","More than 256' % NAMESPACE)
+    close_raw(sock)
+    baseline.settle()
+    witness.assert_healthy()
+    lines = [r for r in caplog.records if "socketio.max_queued_events" in r.getMessage()]
+    assert len(lines) == 1
+
+
+def test_client_that_does_not_read_is_dropped_with_bounded_memory(watched, caplog):
+    server, baseline, witness = watched
+    sock = raw_websocket(server)
+    sock.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    rss_before = rss_mb()
+    with caplog.at_level(logging.WARNING, logger="tgext.socketio"):
+        sock.send('42%s,["send_many",20000,10000]' % NAMESPACE)  # 200 MB, never read
+        baseline.wait_for(lambda: refusals(caplog), timeout=10)
+    assert rss_mb() - rss_before < 50
+    assert "more than 1000 packets waiting to be sent" in refusals(caplog)[0].getMessage()
+    close_raw(sock)
+    baseline.settle()
+    witness.assert_healthy()
+
+
+@pytest.mark.parametrize(
+    "announced, attachments, reason",
+    [
+        (99999, 0, "99999 attachments announced (socketio.max_attachments is 10)"),
+        (10, 3, "(socketio.max_attachment_bytes is 1000000)"),
+    ],
+)
+def test_attachment_bomb_is_refused(watched, caplog, announced, attachments, reason):
+    server, baseline, witness = watched
+    sock = raw_websocket(server)
+    rss_before = rss_mb()
+    with caplog.at_level(logging.WARNING, logger="tgext.socketio"):
+        sock.send('45%d-%s,["echo",{"_placeholder":true,"num":0}]' % (announced, NAMESPACE))
+        for _ in range(attachments):
+            try:
+                sock.send_binary(b"\xff" * 900_000)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+        texts, code = read_until_closed(sock)
+    assert code == 1008
+    assert rss_mb() - rss_before < 50
+    close_raw(sock)
+    baseline.settle()
+    witness.assert_healthy()
+    assert reason in refusals(caplog)[0].getMessage()
+
+
+@pytest.mark.parametrize("depth", [900, 100_000])
+def test_deeply_nested_event_logs_one_line(watched, caplog, depth):
+    server, baseline, witness = watched
+    sock = raw_websocket(server)
+    with caplog.at_level(logging.WARNING):
+        sock.send('42%s,5["echo",%s%s]' % (NAMESPACE, "[" * depth, "]" * depth))
+        if depth == 100_000:  # undecodable: refused
+            texts, code = read_until_closed(sock)
+            assert code == 1008
+        else:  # decoded, but no answer can be encoded: an error, and an empty ack
+            texts = [sock.recv(), sock.recv()]
+            assert texts[0].startswith('42%s,["error","internal_server_error"' % NAMESPACE)
+            assert texts[1] == "43%s,5[]" % NAMESPACE
+    close_raw(sock)
+    baseline.settle()
+    witness.assert_healthy()
+    assert_no_tracebacks(caplog)
+    assert sum(len(r.getMessage()) for r in caplog.records) < 2000
+
+
+# -- long-polling --------------------------------------------------------------
+
+
+class PollingSession:
+    """An Engine.IO long-polling session joined to the namespace, by hand."""
+
+    def __init__(self, server):
+        self.http = requests.Session()
+        self.base = server.url + "/socketio/?EIO=4&transport=polling"
+        opened = self.http.get(self.base, timeout=5).text
+        self.url = self.base + "&sid=" + json.loads(opened[1:])["sid"]
+        self.post("40%s," % NAMESPACE)
+        assert self.http.get(self.url, timeout=5).text.startswith("40%s," % NAMESPACE)
+
+    def post(self, body):
+        """POST ``body``; the answer's status (the connection is let go)."""
+        with self.http.post(
+            self.url, data=body, timeout=5, headers={"Content-Type": "text/plain;charset=UTF-8"}
+        ) as answer:
+            return answer.status_code
+
+    def close(self):
+        self.http.close()
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        ("x", "an undecodable long-polling body"),
+        ("\x1e".join(["42%s,[\"add\",1,2]" % NAMESPACE] * 1001), "Too many packets"),
+        ("4" + "[" * 100_000, "RecursionError"),
+        ("451-%s,[]" % NAMESPACE + "\x1e" + "b" + "A" * 10, None),
+    ],
+)
+def test_refused_polling_body_is_answered_400_with_one_line(watched, caplog, body, reason):
+    server, baseline, witness = watched
+    session = PollingSession(server)
+    with caplog.at_level(logging.WARNING, logger="tgext.socketio"):
+        status = session.post(body)
+    session.close()
+    if reason is None:
+        assert status in (200, 400)
+    else:
+        assert status == 400
+        assert len(refusals(caplog)) == 1
+        assert reason in refusals(caplog)[0].getMessage()
+    assert_no_tracebacks(caplog)
+    baseline.settle()
+    witness.assert_healthy()
+
+
+def test_many_refused_inputs_are_summarized(server, caplog, monkeypatch):
+    from tgext.socketio import transport
+
+    log = transport.RejectionLog(logging.getLogger("tgext.socketio.transport"), burst=3,
+                                 window=0.3)
+    monkeypatch.setattr(transport, "rejections", log)
+    with caplog.at_level(logging.WARNING, logger="tgext.socketio"):
+        for _ in range(10):
+            sock = raw_websocket(server)
+            sock.send("x")
+            read_until_closed(sock)
+            close_raw(sock)
+        gevent.sleep(0.5)
+    lines = [r.getMessage() for r in caplog.records if "refused input" in r.getMessage()]
+    assert len(lines) == 4, lines
+    assert "7 more in the last 0.3 s (7: an unknown Engine.IO packet" in lines[-1]
+
+
+# -- generated input, and churn -----------------------------------------------
+#
+# The inputs come from hypothesis, derandomized (the same inputs on every run,
+# no example database): Engine.IO and Socket.IO packets built from their
+# parts with every part allowed to be wrong, JSON nested up to thousands deep,
+# any text, any bytes. Over 10,000 inputs in all: FUZZ_EXAMPLES examples of
+# one to four inputs per transport.
+
+FUZZ_EXAMPLES = 2000
+INPUTS_PER_EXAMPLE = (1, 4)
+
+FUZZ_SETTINGS = settings(
+    max_examples=FUZZ_EXAMPLES,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    max_leaves=12,
+)
+event_names = st.sampled_from(["add", "echo", "nope", "", "x y"]) | st.text(
+    max_size=6
+)
+socketio_data = st.one_of(
+    st.builds(lambda name, args: json.dumps([name, *args]), event_names, st.lists(json_values, max_size=3)),
+    json_values.map(json.dumps),
+    st.text(max_size=30),
+    st.integers(1, 5000).map(lambda depth: '["echo",%s%s]' % ("[" * depth, "]" * depth)),
+    st.just('[{"_placeholder":true,"num":0}]'),
+)
+packets = st.builds(
+    lambda eio, sio, attachments, namespace, ack, data: eio + sio + attachments + namespace + ack + data,
+    st.sampled_from(list("0123456789b")),
+    st.sampled_from(list("0123456789")) | st.just(""),
+    st.sampled_from(["", "1-", "0-", "10-", "11-", "99999999999-", "-", "x-"]),
+    st.sampled_from(["", NAMESPACE + ",", "/nope,", NAMESPACE, "/", ","]),
+    st.sampled_from(["", "1", "007", "99999999999999999999"]),
+    socketio_data,
+)
+text_inputs = st.one_of(packets, packets, packets, st.text(max_size=60))
+inputs = st.one_of(text_inputs, st.binary(max_size=60))
+input_lists = st.lists(inputs, min_size=INPUTS_PER_EXAMPLE[0], max_size=INPUTS_PER_EXAMPLE[1])
+
+
+class Tally:
+    """What the fuzz sent, for the assertion that it was enough."""
+
+    def __init__(self):
+        self.inputs = 0
+
+
+def test_fuzz_websocket(watched):
+    server, baseline, witness = watched
+    tally = Tally()
+
+    @FUZZ_SETTINGS
+    @given(frames=input_lists)
+    def send(frames):
+        sock = raw_websocket(server)
+        try:
+            for frame in frames:
+                tally.inputs += 1
+                if isinstance(frame, bytes):
+                    sock.send_binary(frame)
+                else:
+                    sock.send(frame)
+        except (websocket.WebSocketException, OSError):
+            pass  # closed by the server for an earlier input: refused, as it should
+        finally:
+            sock.shutdown()
+
+    send()
+    assert tally.inputs >= 5000
+    baseline.settle(timeout=30)
+    witness.assert_healthy()
+
+
+def test_fuzz_long_polling(watched):
+    server, baseline, witness = watched
+    tally = Tally()
+    base = server.url + "/socketio/?EIO=4&transport=polling"
+    http = requests.Session()
+
+    @FUZZ_SETTINGS
+    @given(bodies=input_lists)
+    def post(bodies):
+        opened = http.get(base, timeout=5).text
+        url = base + "&sid=" + json.loads(opened[1:])["sid"]
+        posted = [("40%s," % NAMESPACE).encode()]
+        for body in bodies:
+            tally.inputs += 1
+            posted.append(body if isinstance(body, bytes) else body.encode())
+        # the join, then every input, each its own POST: a refused one ends
+        # the session, and the rest meet "Invalid session" (also a 400)
+        for body in posted:
+            with http.post(url, data=body, timeout=5,
+                           headers={"Content-Type": "text/plain;charset=UTF-8"}) as answer:
+                assert answer.status_code in (200, 400)
+        # a client that walks away without a goodbye, as a fuzzer does: the
+        # session ends at the ping timeout, or now with a close packet
+        with http.post(url, data=b"1", timeout=5) as answer:
+            assert answer.status_code in (200, 400)
+
+    post()
+    http.close()
+    assert tally.inputs >= 5000
+    baseline.settle(timeout=30)
+    witness.assert_healthy()
+
+
+def websocket_comes_and_goes(server, number):
+    sock = raw_websocket(server)
+    sock.send('42%s,1["add",%d,1]' % (NAMESPACE, number))
+    assert sock.recv() == "43%s,1[%d]" % (NAMESPACE, number + 1)
+    if number % 2:
+        sock.send("41%s," % NAMESPACE)
+        sock.close()
+    else:  # abrupt: the TCP connection is cut, no goodbye
+        sock.sock.shutdown(socket.SHUT_RDWR)
+    sock.shutdown()
+
+
+def polling_comes_and_goes(server, number):
+    session = PollingSession(server)
+    assert session.post('42%s,1["add",%d,1]' % (NAMESPACE, number)) == 200
+    answer = session.http.get(session.url, timeout=5).text
+    assert answer == "43%s,1[%d]" % (NAMESPACE, number + 1), answer
+    if number % 2:
+        session.post("1")  # goodbye; an abrupt client just stops polling
+    session.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_churn_returns_to_baseline(watched, transport):
+    """200 clients come and go, 20 at a time, half cleanly and half without a
+    goodbye: sessions, fds and greenlets return to the baseline."""
+    server, baseline, witness = watched
+    come_and_go = {"websocket": websocket_comes_and_goes, "polling": polling_comes_and_goes}[
+        transport
+    ]
+    for start in range(0, 200, 20):
+        jobs = [gevent.spawn(come_and_go, server, start + number) for number in range(20)]
+        gevent.joinall(jobs, raise_error=True)
+    # a long-polling client gone without a goodbye ends at the ping timeout
+    # (1 + 2 s here), a cut WebSocket at once; the burst's dispatcher workers
+    # retire within two periods of IDLE_WORKER_SECONDS (5 s) of light load
+    baseline.settle(timeout=25)
+    witness.assert_healthy()

@@ -1,0 +1,278 @@
+"""Engine.IO sessions that refuse bad input at once and bound what they hold.
+
+python-engineio's ``Socket`` is one client's session over long-polling or
+WebSocket. Against a buggy or hostile client it falls short in ways that
+reach every other client:
+
+* an undecodable long-polling body is logged with a traceback and answered
+  ``200 OK`` (its packets silently dropped);
+* an undecodable WebSocket message (the frame ``x``, say) escapes its read
+  loop: the session stays registered until the ping timeout;
+* a client that sends faster than its events are handled is read without
+  pause, holding the loop, and a client that does not read has every packet
+  for it queued without limit.
+
+:class:`GuardedSocket` answers each of these with one log line
+(:class:`RejectionLog`), a ``400`` for long-polling or a close frame for
+WebSocket, and the end of that session only. The engine makes every session
+of its Engine.IO server one of these (``_TrackedEngineIOServer``).
+"""
+
+import logging
+import socket
+import struct
+import time
+
+import gevent
+from engineio import exceptions as eio_exceptions
+from engineio import socket as eio_socket
+from engineio.async_drivers.gevent import WebSocketWSGI
+
+from .websocket import InvalidMessage
+
+log = logging.getLogger(__name__)
+
+#: seconds to spend sending a refused client its close frame
+CLOSE_FRAME_SECONDS = 1
+#: seconds to spend, after it, reading what the client still sends
+DRAIN_SECONDS = 1
+
+#: messages a WebSocket reader takes in a row before letting other greenlets run
+MESSAGES_PER_TURN = 8
+
+#: what the first character of a client's Engine.IO text packet may be:
+#: close, ping, pong, upgrade, noop (message, "4", is checked apart)
+_CONTROL_PACKET_TYPES = frozenset("12356")
+#: what may follow "4": a Socket.IO packet type
+_SOCKETIO_PACKET_TYPES = frozenset("0123456")
+
+
+class RejectedInput(eio_exceptions.EngineIOError):
+    """A session's input was refused: python-engineio ends it, answering 400."""
+
+
+class RejectionLog:
+    """One log line per refused input, then a summary when they pour in.
+
+    Up to ``burst`` lines per ``window`` seconds are written as they come;
+    the rest are counted, and written as one line when the window ends.
+    """
+
+    def __init__(self, logger, burst=20, window=60.0):
+        self._logger = logger
+        self.burst = burst
+        self.window = window
+        self._window_start = 0.0
+        self._written = 0
+        self._held = {}  # reason -> count, for the summary
+        self._summary = None
+
+    def report(self, sid, reason):
+        now = time.monotonic()
+        if now - self._window_start >= self.window:
+            self._window_start, self._written = now, 0
+        if self._written < self.burst:
+            self._written += 1
+            self._logger.warning(
+                "refused input from %s: %s; session closed", sid, reason
+            )
+            return
+        kind = reason.split(" (", 1)[0]
+        self._held[kind] = self._held.get(kind, 0) + 1
+        if self._summary is None:
+            delay = self._window_start + self.window - now
+            self._summary = gevent.spawn_later(delay, self._write_summary)
+
+    def _write_summary(self):
+        held, self._held, self._summary = self._held, {}, None
+        if held:
+            self._logger.warning(
+                "refused input from clients: %d more in the last %g s (%s)",
+                sum(held.values()),
+                self.window,
+                "; ".join("%d: %s" % (count, kind) for kind, count in held.items()),
+            )
+
+    def close(self):
+        if self._summary is not None:
+            self._summary.kill(block=False)
+            self._write_summary()
+
+
+rejections = RejectionLog(log)
+
+
+class GuardedSocket(eio_socket.Socket):
+    """python-engineio's session, refusing bad input and bounding its queue.
+
+    The engine's server sets ``max_queued_packets`` on itself; past it, a
+    client that does not read is disconnected.
+    """
+
+    #: why this session's input was refused (``None`` while it was not)
+    rejected = None
+    #: the gevent-websocket connection, once on WebSocket
+    _websocket = None
+
+    def reject(self, reason, code=1008):
+        """Refuse this session's input: log ``reason``, end the session.
+
+        On WebSocket the client gets a close frame with ``code`` (1008, policy
+        violation, by default; ``None`` for none) and the connection is cut
+        at once, not when the client answers the close.
+        """
+        if self.rejected is not None:
+            return
+        self.rejected = reason
+        rejections.report(self.sid, reason)
+        websocket = self._websocket
+        if websocket is not None:
+            _cut(websocket, code)
+        if not self.closed:
+            self.close(
+                wait=False, abort=True, reason=self.server.reason.CLIENT_DISCONNECT
+            )
+        # gone from the server now: a long-poll request that comes later
+        # gets "Invalid session" rather than a closed session's queue
+        if self.server.sockets.get(self.sid) is self:
+            del self.server.sockets[self.sid]
+
+    def send(self, pkt):
+        super().send(pkt)
+        limit = self.server.max_queued_packets
+        if limit is not None and self.queue.qsize() > limit and self.rejected is None:
+            self.reject(
+                "more than %d packets waiting to be sent (it does not read; "
+                "socketio.max_queued_packets)" % limit,
+                code=None,
+            )
+
+    def handle_post_request(self, environ):
+        try:
+            super().handle_post_request(environ)
+        except eio_exceptions.ContentTooLongError:
+            self.reject(
+                "a long-polling body of %s bytes (socketio.max_http_buffer_size "
+                "is %d)"
+                % (environ.get("CONTENT_LENGTH"), self.server.max_http_buffer_size)
+            )
+            raise
+        except eio_exceptions.EngineIOError:
+            raise
+        except (ValueError, TypeError, LookupError, RecursionError) as error:
+            # undecodable UTF-8 or packet, too many packets in one body
+            self.reject("an undecodable long-polling body (%s: %s)" % _describe(error))
+            raise RejectedInput() from None
+        if self.rejected is not None:
+            raise RejectedInput()  # a packet in it was refused: 400, not 200
+
+    def _upgrade_websocket(self, environ, start_response):
+        if self.upgraded:
+            raise OSError("Socket has been upgraded already")
+        return _GuardedWebSocketWSGI(self)(environ, start_response)
+
+
+class _GuardedWebSocketWSGI(WebSocketWSGI):
+    """python-engineio's gevent-websocket adapter, checking what it reads.
+
+    Engine.IO text packets that python-engineio could not decode end the
+    session here (upstream, the decode error escaped its read loop and left
+    the session registered). After ``MESSAGES_PER_TURN`` messages in a row the
+    reader yields, so a client sending without pause shares the loop.
+    """
+
+    def __init__(self, session):
+        super().__init__(session._websocket_handler, session.server)
+        self.session = session
+        self._turn = 0
+
+    def __call__(self, environ, start_response):
+        websocket = environ.get("wsgi.websocket")
+        if websocket is not None:
+            websocket.handler.max_message_size = (
+                self.session.server.max_http_buffer_size
+            )
+            self.session._websocket = websocket
+        return super().__call__(environ, start_response)
+
+    def wait(self):
+        session = self.session
+        if session.rejected is not None:
+            return None  # refused meanwhile (a bad Socket.IO packet): stop reading
+        try:
+            message = self._sock.receive()
+        except InvalidMessage as error:
+            session.reject(str(error), error.code)
+            return None
+        if message is None:
+            return None
+        if isinstance(message, str):
+            bad = _bad_text_packet(message)
+            if bad:
+                session.reject(bad)
+                return None
+        self._turn += 1
+        if self._turn >= MESSAGES_PER_TURN:
+            self._turn = 0
+            gevent.sleep(0)
+        return message
+
+
+def _bad_text_packet(text):
+    """Why ``text`` is no Engine.IO v4 packet a client sends, or ``""``.
+
+    Cheap: the packet type, and for a message the Socket.IO packet type.
+    python-engineio JSON-decodes "4[..." or "4{...", which a Socket.IO client
+    never sends (and which, nested deep enough, raises RecursionError).
+    """
+    first = text[:1]
+    if first == "4":
+        if text[1:2] in _SOCKETIO_PACKET_TYPES:
+            return ""
+        return "a message that is no Socket.IO packet (%r)" % text[:20]
+    if first in _CONTROL_PACKET_TYPES:
+        return ""
+    return "an unknown Engine.IO packet (%r)" % text[:20]
+
+
+def _describe(error):
+    text = str(error)
+    if len(text) > 100:
+        text = text[:100] + "..."
+    return type(error).__name__, text
+
+
+def _cut(websocket, code):
+    """Send a close frame with ``code``, then end the TCP connection.
+
+    gevent-websocket's ``close(code)`` sends no code, so the frame is built
+    here. What the client still sends is read and dropped for up to
+    ``DRAIN_SECONDS`` (closing a socket with unread input sends a reset,
+    which can destroy the close frame before the client reads it), then the
+    connection is shut down, which wakes any greenlet reading it. ``code``
+    ``None`` skips the frame and the wait (a client that does not read:
+    its socket buffer is full, writing would block).
+    """
+    raw = getattr(websocket.handler, "socket", None)
+    if code is not None and not websocket.closed:
+        try:
+            with gevent.Timeout(CLOSE_FRAME_SECONDS):
+                websocket.send_frame(struct.pack("!H", code), websocket.OPCODE_CLOSE)
+            if raw is not None:
+                raw.shutdown(socket.SHUT_WR)
+                _drain(raw)
+        except (gevent.Timeout, OSError) as error:  # the peer does not read, or is gone
+            log.debug("close frame not sent: %s", error)
+    websocket.closed = True
+    if raw is not None:
+        try:
+            raw.shutdown(socket.SHUT_RDWR)
+        except OSError:  # gone already
+            pass
+
+
+def _drain(raw):
+    """Read and drop input until the peer closes, for ``DRAIN_SECONDS`` at most."""
+    with gevent.Timeout(DRAIN_SECONDS, False):
+        while raw.recv(65536):
+            pass
