@@ -4,8 +4,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# the suite again, on the lowest versions setup.py allows (constraints/lowest.txt)
+LOWEST ?= .venv-lowest
 
-.PHONY: venv node services test lint bench clean
+.PHONY: venv node services test test-latest test-lowest lint bench clean
 
 venv: $(VENV)/.installed
 
@@ -32,11 +34,22 @@ services:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    redis-server chromium nginx-light >/dev/null; }
 
-test: venv node services
+test: test-latest test-lowest
+
+test-latest: venv node services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-lowest: $(LOWEST)/.installed node services
+	$(LOWEST)/bin/python -m pytest $(PYTEST_ARGS)
+
+$(LOWEST)/.installed: setup.py constraints/lowest.txt
+	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LOWEST)/bin/python -m pip install --quiet -c constraints/lowest.txt -e '.[testing,pubsub,redis]'
+	touch $@
 
 bench: venv
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules build dist *.egg-info
+	rm -rf $(VENV) $(LOWEST) node_modules build dist *.egg-info

@@ -54,13 +54,13 @@ setup(
     python_requires=">=3.10",
     install_requires=[
         "TurboGears2>=2.5.1,<2.6",
-        "python-socketio>=5.11,<6",
-        "python-engineio>=4.9,<5",
-        "gevent>=23.9",
+        "python-socketio>=5.12,<6",
+        "python-engineio>=4.11,<5",
+        "gevent>=23.9,<27",
         "gevent-websocket>=0.10.1,<0.11",
         # unmasks WebSocket frames in C (gevent-websocket does it in Python)
         "wsaccel>=0.6.6,<0.7",
-        "gearbox>=0.2,<0.6",
+        "gearbox>=0.2.1,<0.6",
         "PasteDeploy>=3,<4",
         # PubSubTGNamespace's backends (memory built in; Redis with [redis])
         "anypubsub>=0.6,<0.7",
