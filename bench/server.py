@@ -1,7 +1,7 @@
-"""One benchmark server: ``python bench/server.py tgext|raw``.
+"""One benchmark server: ``python bench/server.py tgext|raw|echo``.
 
-Both kinds answer the event ``ping`` on the namespace ``/pingpong`` with the
-event ``pong`` ``{"sound": "pong"}`` and are served by the same
+Every kind answers the event ``ping`` on the namespace ``/pingpong`` with the
+event ``pong`` ``{"sound": "pong"}`` and is served by the same
 ``tgext.socketio.server.SocketIOServer`` under ``/socketio``, so only the WSGI
 application differs:
 
@@ -11,6 +11,11 @@ application differs:
     ``on_ping`` goes through ``@validate``.
 ``raw``
     python-socketio alone: a ``socketio.Namespace`` in a ``socketio.WSGIApp``.
+``echo``
+    no Socket.IO at all, the ceiling of Python on this stack: a WSGI app that
+    takes gevent-websocket's connection, sends the Engine.IO open packet,
+    answers the namespace join, then answers every message with the same
+    prebuilt ``pong`` frame, decoding nothing (WebSocket only).
 
 The server listens on 127.0.0.1 (port 0 picks a free one), prints its port on
 a line of its own once listening, and serves until killed.
@@ -56,7 +61,36 @@ def raw_app():
     return socketio.WSGIApp(sio, socketio_path=RESOURCE)
 
 
-APPS = {"tgext": tgext_app, "raw": raw_app}
+ECHO_OPEN = (
+    '0{"sid":"echo","upgrades":[],"pingInterval":25000,"pingTimeout":20000,'
+    '"maxPayload":1000000}'
+)
+ECHO_JOINED = '{"sid":"echo"}'
+ECHO_PONG = '42/pingpong,["pong",{"sound":"pong"}]'
+
+
+def echo_app():
+    """A WebSocket loop and nothing else: receive, send."""
+
+    def app(environ, start_response):
+        websocket = environ.get("wsgi.websocket")
+        if websocket is None:
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [b"WebSocket only"]
+        websocket.send(ECHO_OPEN)
+        while True:
+            message = websocket.receive()
+            if message is None:
+                return []
+            if message.startswith("42"):
+                websocket.send(ECHO_PONG)
+            elif message.startswith("40"):  # join: "40/pingpong," + payload
+                websocket.send(message + ECHO_JOINED)
+
+    return app
+
+
+APPS = {"tgext": tgext_app, "raw": raw_app, "echo": echo_app}
 
 
 def main(argv=None):
