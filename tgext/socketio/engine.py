@@ -50,6 +50,15 @@ class _PacketTraceLogger(logging.LoggerAdapter):
             self.logger.debug(msg, *args, **kwargs)
 
 
+#: environ keys whose values refer back to the environ (see Connection.release)
+_ENVIRON_CYCLES = (
+    REQUEST_LOCALS_KEY,
+    "tg.locals",
+    "paste.registry",
+    "webob._parsed_query_vars",
+)
+
+
 class Connection:
     """One client connection (an Engine.IO session): gevent-socketio's socket.
 
@@ -65,6 +74,21 @@ class Connection:
         self.request = getattr(self.request_locals, "request", None)
         self.session = {}
         self.active_ns = {}
+
+    def release(self):
+        """Break the reference cycles of the handshake's request (the
+        connection has ended), so that it is freed at once instead of waiting
+        for the cycle collector: with thousands of clients leaving, that
+        wait is memory the process keeps for minutes.
+        """
+        environ = self.environ
+        if environ.get("socketio") is self:
+            del environ["socketio"]
+        # each of these refers back to the environ: TG's request locals and
+        # registry (through the request), WebOb's parsed query string
+        for key in _ENVIRON_CYCLES:
+            environ.pop(key, None)
+        self.request_locals = self.request = None
 
     @property
     def sessid(self):
@@ -159,7 +183,9 @@ class SocketIOEngine(socketio.Server):
         try:
             super()._handle_eio_disconnect(eio_sid, reason)
         finally:
-            self._connections.pop(eio_sid, None)
+            connection = self._connections.pop(eio_sid, None)
+            if connection is not None:
+                connection.release()
 
     def _handle_eio_message(self, eio_sid, data):
         pending = self._binary_packet.get(eio_sid)

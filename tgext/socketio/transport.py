@@ -28,6 +28,7 @@ from engineio import exceptions as eio_exceptions
 from engineio import socket as eio_socket
 from engineio.async_drivers.gevent import WebSocketWSGI
 
+from .memory import trimmer
 from .websocket import InvalidMessage
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,26 @@ class GuardedSocket(eio_socket.Socket):
     rejected = None
     #: the gevent-websocket connection, once on WebSocket
     _websocket = None
+
+    #: the greenlet waiting to send the next ping (python-engineio drops it)
+    _ping_task = None
+
+    def schedule_ping(self):
+        # python-engineio's, keeping the task: a closed session's ping
+        # greenlet would otherwise sleep on for up to ping_interval, keeping
+        # the whole session (queue, buffers, environ) in memory
+        if self.last_ping:
+            self.last_ping = None
+            self._ping_task = self.server.start_background_task(self._send_ping)
+
+    def close(self, wait=True, abort=False, reason=None):
+        super().close(wait=wait, abort=abort, reason=reason)
+        task = self._ping_task
+        if self.closed and task is not None and task is not gevent.getcurrent():
+            self._ping_task = None
+            task.kill(block=False)
+        if self.closed:
+            trimmer.session_closed()
 
     def reject(self, reason, code=1008):
         """Refuse this session's input: log ``reason``, end the session.

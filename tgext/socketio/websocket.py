@@ -26,6 +26,16 @@ INVALID_PAYLOAD = 1007
 MESSAGE_TOO_BIG = 1009
 
 
+class _NoApp:
+    """What gevent-websocket tells of a closing connection: no one listens."""
+
+    def on_close(self, reason):
+        pass
+
+
+_NO_APP = _NoApp()
+
+
 class InvalidMessage(WebSocketError):
     """The peer sent what the protocol forbids; ``code`` is the close code."""
 
@@ -61,6 +71,12 @@ class BoundedWebSocket(WebSocket):
     """
 
     __slots__ = ()
+
+    @property
+    def current_app(self):
+        # gevent-websocket's makes a new class on every call (four per
+        # connection), each a reference cycle left for the collector
+        return _NO_APP
 
     def receive(self):
         """The next message (``str`` or ``bytes``), or ``None`` once closed.

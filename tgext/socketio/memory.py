@@ -1,0 +1,72 @@
+"""Give memory back to the system after clients leave.
+
+What a thousand connections used (greenlet stacks, buffers, tables) goes
+back to glibc's heap when they end, but glibc keeps free memory inside the
+heap: the process's RSS stayed some 200 MB above its start after 3,000
+clients came and went. ``malloc_trim(0)`` returns those free pages to the
+system. Asked for whenever a session closes, it runs ``TRIM_DELAY`` seconds
+later (after the greenlets of a wave of leaving clients have ended), at most
+once per ``TRIM_INTERVAL`` seconds, with one more pass after the interval if
+sessions closed meanwhile. It is a no-op where the C library has no such call
+(musl, macOS).
+"""
+
+import ctypes
+import ctypes.util
+import logging
+import time
+
+import gevent
+
+log = logging.getLogger(__name__)
+
+#: seconds between two trims at most
+TRIM_INTERVAL = 10
+#: seconds to wait after a session closes: the dispatcher's idle workers end
+#: 5 s after their last event
+TRIM_DELAY = 6
+
+
+def _malloc_trim():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+class MemoryTrimmer:
+    """Calls ``malloc_trim(0)`` a little after sessions close, not too often."""
+
+    def __init__(self):
+        self._trim = _malloc_trim()
+        self._pending = None
+        self._closed_since = 0  # sessions closed since the last trim
+
+    def session_closed(self):
+        if self._trim is None:
+            return
+        self._closed_since += 1
+        if self._pending is None:
+            self._pending = gevent.spawn_later(TRIM_DELAY, self._run)
+
+    def _run(self):
+        try:
+            while self._closed_since:
+                closed, self._closed_since = self._closed_since, 0
+                started = time.monotonic()
+                try:
+                    self._trim(0)
+                except Exception as error:  # never worth failing for
+                    log.debug("malloc_trim failed: %s", error)
+                log.debug(
+                    "%d sessions closed: memory trimmed in %.1f ms",
+                    closed,
+                    1000 * (time.monotonic() - started),
+                )
+                gevent.sleep(TRIM_INTERVAL)
+        finally:
+            self._pending = None
+
+
+trimmer = MemoryTrimmer()
