@@ -14,7 +14,12 @@
  *
  * Usage:
  *   node loadgen.js rtt  URL CLIENTS WARMUP_SECONDS SECONDS
+ *   node loadgen.js poll URL CLIENTS WARMUP_SECONDS SECONDS
  *   node loadgen.js idle URL CLIENTS
+ *
+ * poll is rtt over HTTP long-polling (URL is still the ws:// one): each
+ * client POSTs its ping, then GETs until the pong comes, on keep-alive
+ * connections of its own.
  *
  * It writes JSON lines to stdout. rtt: {"event":"measuring"} when the timed
  * window opens, then {"event":"result", ...} when it closes, with the round
@@ -24,12 +29,14 @@
  */
 "use strict";
 
+const http = require("http");
 const net = require("net");
 
 const NAMESPACE = "/pingpong";
 const JOIN = "40" + NAMESPACE + ",";
 const PING = "42" + NAMESPACE + ',["ping",{"type":"ping"}]';
-const PONG_PREFIX = Buffer.from("42" + NAMESPACE + ',["pong"');
+const PONG_TEXT = "42" + NAMESPACE + ',["pong"';
+const PONG_PREFIX = Buffer.from(PONG_TEXT);
 const CONNECT_CONCURRENCY = 50; // handshakes in flight, below the accept backlog
 
 function report(message) {
@@ -193,34 +200,20 @@ function cpuSeconds(usage) {
   return (usage.user + usage.system) / 1e6;
 }
 
-/* Closed loop: every client sends a ping, waits for the pong, sends the next. */
-async function roundTrips(url, count, warmupSeconds, seconds) {
-  let measuring = false;
-  let latencies = [];
-  const onPong = (client) => {
-    const now = process.hrtime.bigint();
-    if (measuring) latencies.push(Number(now - client.sentAt) / 1e6);
-    client.sentAt = now;
-    client.send(PING_FRAME);
-  };
-  const clients = await openClients(url, count, onPong);
-  for (const client of clients) {
-    client.sentAt = process.hrtime.bigint();
-    client.send(PING_FRAME);
-  }
-  await sleep(warmupSeconds);
-
-  measuring = true;
+/*
+ * The timed window: round trips are timed while state.measuring, then
+ * reported as one result with this process's CPU use meanwhile.
+ */
+async function timedWindow(count, seconds, state) {
+  state.measuring = true;
   report({ event: "measuring" });
   const cpuStart = process.cpuUsage();
   const start = process.hrtime.bigint();
   await sleep(seconds);
-  measuring = false;
+  state.measuring = false;
   const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
   const cpu = cpuSeconds(process.cpuUsage(cpuStart));
-
-  const done = latencies;
-  latencies = [];
+  const done = state.latencies.splice(0);
   const sorted = Float64Array.from(done).sort();
   report({
     event: "result",
@@ -232,7 +225,97 @@ async function roundTrips(url, count, warmupSeconds, seconds) {
     p99_ms: percentile(sorted, 0.99),
     cpu_percent: (100 * cpu) / elapsed,
   });
+}
+
+/* Closed loop: every client sends a ping, waits for the pong, sends the next. */
+async function roundTrips(url, count, warmupSeconds, seconds) {
+  const state = { measuring: false, latencies: [] };
+  const onPong = (client) => {
+    const now = process.hrtime.bigint();
+    if (state.measuring) state.latencies.push(Number(now - client.sentAt) / 1e6);
+    client.sentAt = now;
+    client.send(PING_FRAME);
+  };
+  const clients = await openClients(url, count, onPong);
+  for (const client of clients) {
+    client.sentAt = process.hrtime.bigint();
+    client.send(PING_FRAME);
+  }
+  await sleep(warmupSeconds);
+  await timedWindow(count, seconds, state);
   closeAll(clients);
+}
+
+/* One long-polling client: open, join, then ping/pong through POST and GET. */
+async function openPollingClient(url) {
+  const { hostname, port, pathname } = new URL(url.replace(/^ws/, "http"));
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  const base = `${pathname}?EIO=4&transport=polling`;
+  function request(method, path, body) {
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        { host: hostname, port: Number(port), method, path, agent,
+          headers: body === undefined ? {} : { "Content-Type": "text/plain;charset=UTF-8" } },
+        (res) => {
+          const chunks = [];
+          res.on("data", (chunk) => chunks.push(chunk));
+          res.on("end", () =>
+            res.statusCode === 200
+              ? resolve(Buffer.concat(chunks).toString())
+              : reject(new Error(`${method} ${res.statusCode}`)));
+        });
+      req.on("error", reject);
+      req.end(body);
+    });
+  }
+  const opened = await request("GET", base);
+  if (opened[0] !== "0") throw new Error("no open packet: " + opened);
+  const path = base + "&sid=" + JSON.parse(opened.slice(1)).sid;
+  const client = {
+    closing: false,
+    post: (body) => request("POST", path, body),
+    // the packets of the next GET, answering the server's pings on the way
+    async receive() {
+      const packets = (await request("GET", path)).split("\x1e");
+      for (const packet of packets) if (packet === "2") await client.post("3");
+      return packets;
+    },
+    close() {
+      client.closing = true;
+      return client.post("1").catch(() => {}).finally(() => agent.destroy());
+    },
+  };
+  await client.post(JOIN);
+  while (!(await client.receive()).some((packet) => packet.startsWith(JOIN))) {}
+  return client;
+}
+
+/* Closed loop over long-polling: POST a ping, GET until its pong, again. */
+async function pollingRoundTrips(url, count, warmupSeconds, seconds) {
+  const clients = [];
+  for (let i = 0; i < count; i += 1) clients.push(await openPollingClient(url));
+  const state = { measuring: false, latencies: [] };
+  let running = true;
+  async function loop(client) {
+    while (running) {
+      const sentAt = process.hrtime.bigint();
+      await client.post(PING);
+      let answered = false;
+      while (!answered) {
+        const packets = await client.receive();
+        answered = packets.some((packet) => packet.startsWith(PONG_TEXT));
+      }
+      if (state.measuring) state.latencies.push(Number(process.hrtime.bigint() - sentAt) / 1e6);
+    }
+  }
+  const loops = clients.map((client) => loop(client).catch((error) => {
+    if (running) fail(error.message);
+  }));
+  await sleep(warmupSeconds);
+  await timedWindow(count, seconds, state);
+  running = false;
+  await Promise.race([Promise.all(loops), sleep(2)]);
+  await Promise.all(clients.map((client) => client.close()));
 }
 
 /* Idle clients: join, answer keep-alives, hold until stdin closes. */
@@ -252,10 +335,12 @@ async function main(argv) {
   const [mode, url, count, warmup, seconds] = argv;
   if (mode === "rtt" && seconds !== undefined) {
     await roundTrips(url, Number(count), Number(warmup), Number(seconds));
+  } else if (mode === "poll" && seconds !== undefined) {
+    await pollingRoundTrips(url, Number(count), Number(warmup), Number(seconds));
   } else if (mode === "idle" && count !== undefined) {
     await idle(url, Number(count));
   } else {
-    fail("usage: loadgen.js rtt URL CLIENTS WARMUP SECONDS | idle URL CLIENTS");
+    fail("usage: loadgen.js rtt|poll URL CLIENTS WARMUP SECONDS | idle URL CLIENTS");
   }
   process.exit(0);
 }

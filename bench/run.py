@@ -154,10 +154,13 @@ def loadgen(cpu, *args):
 # -- measurements ---------------------------------------------------------------
 
 
-def round_trips(server, clients, warmup, seconds, cpu):
-    """Closed-loop ping/pong with ``clients`` clients; server CPU alongside."""
+def round_trips(server, clients, warmup, seconds, cpu, mode="rtt"):
+    """Closed-loop ping/pong with ``clients`` clients; server CPU alongside.
+
+    ``mode`` ``"poll"``: over long-polling instead of WebSocket.
+    """
     timeout = 60 + warmup + seconds
-    process = loadgen(cpu, "rtt", server.url, clients, warmup, seconds)
+    process = loadgen(cpu, mode, server.url, clients, warmup, seconds)
     pids = {"server": server.process.pid, "load": process.pid}
     try:
         read_message(process, timeout, "the load generator")  # measuring
@@ -227,6 +230,21 @@ def run_round(number, options):
                     options.seconds,
                     options.load_cpu,
                 )
+        if options.polling_clients:
+            for kind in kinds:
+                log(
+                    "round %d: %s long-polling round trips, %d clients"
+                    % (number + 1, kind, options.polling_clients)
+                )
+                wait_for_quiet_core(options.server_cpu, options.patience)
+                results[kind]["polling"] = round_trips(
+                    servers[kind],
+                    options.polling_clients,
+                    options.warmup,
+                    options.seconds,
+                    options.load_cpu,
+                    mode="poll",
+                )
     finally:
         for server in servers.values():
             server.stop()
@@ -255,6 +273,11 @@ def summarize(rounds, options):
                 for clients in options.clients
             },
         }
+        if options.polling_clients:
+            summary[kind]["polling"] = {
+                key: statistics.median(run["polling"][key] for run in runs)
+                for key in ROUND_TRIP_METRICS
+            }
     return summary
 
 
@@ -303,6 +326,21 @@ def report(summary, options):
                     fmt,
                 )
                 for clients in options.clients
+            ],
+        )
+    if options.polling_clients:
+        lines += table(
+            "long-polling, %d clients (round trips per second, higher is better; "
+            "latency in ms and server CPU per round trip in us, lower is better)"
+            % options.polling_clients,
+            [
+                (label, tg["polling"][key], raw["polling"][key], fmt)
+                for label, key, fmt in (
+                    ("round trips/s", "rate", "%.0f"),
+                    ("p50 ms", "p50_ms", "%.2f"),
+                    ("p99 ms", "p99_ms", "%.2f"),
+                    ("CPU us/rt", "server_cpu_us_per_round_trip", "%.0f"),
+                )
             ],
         )
     lines += table(
@@ -456,6 +494,12 @@ def parse_args(argv):
         type=int,
         default=1000,
         help="idle clients for the memory measurement (default 1000)",
+    )
+    parser.add_argument(
+        "--polling-clients",
+        type=int,
+        default=50,
+        help="long-polling clients of the polling measurement (default 50; 0: none)",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 1 round of 1 s measurements"

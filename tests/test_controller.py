@@ -2,7 +2,7 @@
 points, and Engine.IO's own answers under the resource."""
 import pytest
 import requests
-from tg import TGController, expose
+from tg import TGController, expose, request
 
 from tgext.socketio import BaseNamespace, SocketIOController
 
@@ -159,3 +159,32 @@ def test_polling_post_body_reaches_engineio_whatever_its_content_type(
     response = requests.post(session, data="40/hello,", headers=headers, timeout=5)
     assert response.text == "OK"
     assert requests.get(session, timeout=5).text.startswith('40/hello,{"sid":')
+
+
+def test_long_polling_requests_of_a_session_skip_the_tg_stack(serve, monkeypatch):
+    """TG's stack runs for the handshake only: later polls of the session
+    go straight to its engine (they cost 2.5x raw python-socketio's round
+    trip when every poll went through TG), and still see the handshake's
+    TG context."""
+    from tgext.socketio.controller import SocketIOController
+
+    handed_off = []
+    original = SocketIOController._hand_off_to_engine
+
+    def counting(self):
+        handed_off.append(request.environ.get("QUERY_STRING"))
+        return original(self)
+
+    monkeypatch.setattr(SocketIOController, "_hand_off_to_engine", counting)
+
+    class Who(BaseNamespace):
+        def on_path(self):
+            return request.path
+
+    server = serve({"who": Who})
+    client = server.connect(namespaces=["/who"], transport="polling")
+    for _ in range(5):
+        assert client.call("path", namespace="/who", timeout=5) == "/socketio/"
+    # handshakes only (LiveServer's readiness probe and the client's): no
+    # request carrying a session id went through TG
+    assert handed_off and not [query for query in handed_off if "sid=" in query]

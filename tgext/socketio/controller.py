@@ -18,6 +18,7 @@ from ._tg import current_app_config, current_request_locals
 from .keys import REQUEST_LOCALS_KEY, SERVER_KEY
 from .namespace import BaseNamespace
 from .runtime import runtime_of
+from .serving import serve_engine_request
 
 log = logging.getLogger(__name__)
 
@@ -130,30 +131,9 @@ class _EngineResponse(Response):
             environ["wsgi.input"].seek(0)
         # Set-Cookie headers TG copied from tg.response (auth_tkt reissue).
         cookies = [("Set-Cookie", value) for value in self.headers.getall("Set-Cookie")]
-        started = []
-
-        def engine_start_response(status, headers, exc_info=None):
-            started.append(status)
-            return start_response(status, list(headers) + cookies, exc_info)
-
-        try:
-            body = self._tgsio_engine.handle_request(environ, engine_start_response)
-        except Exception as error:  # the engine's boundary: keep TG/backlash out
-            log.warning(
-                "Engine.IO request %s %s failed: %s: %s",
-                environ.get("REQUEST_METHOD"),
-                environ.get("PATH_INFO"),
-                type(error).__name__,
-                error,
-            )
-            body = []
-            if not started:
-                engine_start_response("400 BAD REQUEST", [("Content-Length", "0")])
-        if not started:
-            # After a WebSocket, python-engineio's gevent driver returns
-            # without calling start_response (gevent-websocket answered 101).
-            engine_start_response("200 OK", [("Content-Length", "0")])
-        return body
+        return serve_engine_request(
+            self._tgsio_engine, environ, start_response, cookies
+        )
 
 
 class _PlainFailure(Response):

@@ -42,6 +42,18 @@ class SocketIOHandler(WebSocketHandler):
             # workers = N: the next long-polling request may belong to a
             # session of another process; a new connection gets routed anew
             self.close_connection = True
+        if not upgrading:
+            engine = self.server.engine_of_session(self.environ.get("QUERY_STRING", ""))
+            if engine is not None:
+                # long-polling of a session this server holds: TG's stack
+                # ran for its handshake (auth, sessions: the TG context the
+                # namespaces use was captured then); running it again for
+                # every poll cost 2.5 times raw python-socketio's round trip
+                self.result = serve_engine_request(
+                    engine, self.environ, self.start_response
+                )
+                self.process_result()
+                return None
         if self.server.resource_has_extension and (
             self.environ["PATH_INFO"] == self.server.resource_prefix
         ):
@@ -155,6 +167,23 @@ class SocketIOServer(WSGIServer):
                 return False
         return True
 
+    def engine_of_session(self, query_string):
+        """The engine holding the Engine.IO session named by ``sid=`` in
+        ``query_string``, among the apps' engines this server owns, or ``None``."""
+        if "sid=" not in query_string:
+            return None
+        for item in query_string.split("&"):
+            if item.startswith("sid="):
+                sid = item[4:]
+                break
+        else:
+            return None
+        for owned in self._owned:
+            for engine in getattr(owned, "engines", ()):
+                if sid in engine.eio.sockets:
+                    return engine
+        return None
+
     def close(self):
         """Stop accepting, then close the apps' engines and hubs: every client
         gets a clean disconnect, so open WebSockets end by themselves.
@@ -192,6 +221,38 @@ class SocketIOServer(WSGIServer):
             handler.handle()
         finally:
             self._handlers.discard(handler)
+
+
+def serve_engine_request(engine, environ, start_response, extra_headers=()):
+    """Run one Engine.IO request through ``engine`` as a WSGI app.
+
+    An engine failure is a logged line and a 400, never a traceback page;
+    ``extra_headers`` (Set-Cookie from TG) go with its answer.
+    """
+    started = []
+
+    def engine_start_response(status, headers, exc_info=None):
+        started.append(status)
+        return start_response(status, list(headers) + list(extra_headers), exc_info)
+
+    try:
+        body = engine.handle_request(environ, engine_start_response)
+    except Exception as error:  # the engine's boundary
+        log.warning(
+            "Engine.IO request %s %s failed: %s: %s",
+            environ.get("REQUEST_METHOD"),
+            environ.get("PATH_INFO"),
+            type(error).__name__,
+            error,
+        )
+        body = []
+        if not started:
+            engine_start_response("400 BAD REQUEST", [("Content-Length", "0")])
+    if not started:
+        # After a WebSocket, python-engineio's gevent driver returns
+        # without calling start_response (gevent-websocket answered 101).
+        engine_start_response("200 OK", [("Content-Length", "0")])
+    return body
 
 
 def resource_path(resource):
