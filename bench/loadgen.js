@@ -15,11 +15,13 @@
  * Usage:
  *   node loadgen.js rtt  URL CLIENTS WARMUP_SECONDS SECONDS
  *   node loadgen.js poll URL CLIENTS WARMUP_SECONDS SECONDS
+ *   node loadgen.js connect URL CLIENTS
  *   node loadgen.js idle URL CLIENTS
  *
  * poll is rtt over HTTP long-polling (URL is still the ws:// one): each
  * client POSTs its ping, then GETs until the pong comes, on keep-alive
- * connections of its own.
+ * connections of its own. connect times opening and joining CLIENTS
+ * WebSocket clients, 50 handshakes in flight, and reports clients per second.
  *
  * It writes JSON lines to stdout. rtt: {"event":"measuring"} when the timed
  * window opens, then {"event":"result", ...} when it closes, with the round
@@ -318,6 +320,15 @@ async function pollingRoundTrips(url, count, warmupSeconds, seconds) {
   await Promise.all(clients.map((client) => client.close()));
 }
 
+/* Connect rate: open and join `count` clients (50 handshakes in flight), timed. */
+async function connectRate(url, count) {
+  const start = process.hrtime.bigint();
+  const clients = await openClients(url, count, () => {});
+  const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  report({ event: "result", clients: count, seconds: elapsed, rate: count / elapsed });
+  closeAll(clients);
+}
+
 /* Idle clients: join, answer keep-alives, hold until stdin closes. */
 async function idle(url, count) {
   const clients = await openClients(url, count, () => {});
@@ -337,10 +348,12 @@ async function main(argv) {
     await roundTrips(url, Number(count), Number(warmup), Number(seconds));
   } else if (mode === "poll" && seconds !== undefined) {
     await pollingRoundTrips(url, Number(count), Number(warmup), Number(seconds));
+  } else if (mode === "connect" && count !== undefined) {
+    await connectRate(url, Number(count));
   } else if (mode === "idle" && count !== undefined) {
     await idle(url, Number(count));
   } else {
-    fail("usage: loadgen.js rtt|poll URL CLIENTS WARMUP SECONDS | idle URL CLIENTS");
+    fail("usage: loadgen.js rtt|poll URL CLIENTS WARMUP SECONDS | connect|idle URL CLIENTS");
   }
   process.exit(0);
 }

@@ -208,6 +208,19 @@ def idle_memory(server, options):
     }
 
 
+def connect_rate(server, options):
+    """Clients per second to open and join ``options.connect_clients``."""
+    process = loadgen(options.load_cpu, "connect", server.url, options.connect_clients)
+    try:
+        result = read_message(process, 120, "the load generator")
+        process.wait(30)
+    finally:
+        process.kill()
+        process.wait()
+    del result["event"]
+    return result
+
+
 def run_round(number, options):
     """Both servers, fresh, measured metric by metric in alternating order."""
     kinds = KINDS if number % 2 == 0 else KINDS[::-1]
@@ -230,6 +243,11 @@ def run_round(number, options):
                     options.seconds,
                     options.load_cpu,
                 )
+        if options.connect_clients:
+            for kind in kinds:
+                log("round %d: %s connect rate" % (number + 1, kind))
+                wait_for_quiet_core(options.server_cpu, options.patience)
+                results[kind]["connect"] = connect_rate(servers[kind], options)
         if options.polling_clients:
             for kind in kinds:
                 log(
@@ -273,6 +291,10 @@ def summarize(rounds, options):
                 for clients in options.clients
             },
         }
+        if options.connect_clients:
+            summary[kind]["connect_rate"] = statistics.median(
+                run["connect"]["rate"] for run in runs
+            )
         if options.polling_clients:
             summary[kind]["polling"] = {
                 key: statistics.median(run["polling"][key] for run in runs)
@@ -342,6 +364,12 @@ def report(summary, options):
                     ("CPU us/rt", "server_cpu_us_per_round_trip", "%.0f"),
                 )
             ],
+        )
+    if options.connect_clients:
+        lines += table(
+            "connect rate, clients per second to open and join %d over WebSocket "
+            "(higher is better)" % options.connect_clients,
+            [("clients/s", tg["connect_rate"], raw["connect_rate"], "%.0f")],
         )
     lines += table(
         "memory per idle connection, KiB (%d clients; lower is better)"
@@ -494,6 +522,12 @@ def parse_args(argv):
         type=int,
         default=1000,
         help="idle clients for the memory measurement (default 1000)",
+    )
+    parser.add_argument(
+        "--connect-clients",
+        type=int,
+        default=1000,
+        help="clients of the connect-rate measurement (default 1000; 0: none)",
     )
     parser.add_argument(
         "--polling-clients",
