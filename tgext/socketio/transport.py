@@ -107,7 +107,9 @@ class GuardedSocket(eio_socket.Socket):
     """python-engineio's session, refusing bad input and bounding its queue.
 
     The engine's server sets ``max_queued_packets`` on itself; past it, a
-    client that does not read is disconnected.
+    client that does not read is disconnected. Closed, the session lets go
+    of its memory at once (its ping greenlet ends) and asks for the freed
+    heap to be handed back (:mod:`tgext.socketio.memory`).
     """
 
     #: why this session's input was refused (``None`` while it was not)
