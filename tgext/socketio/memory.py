@@ -5,9 +5,9 @@ back to glibc's heap when they end, but glibc keeps free memory inside the
 heap: the process's RSS stayed some 200 MB above its start after 3,000
 clients came and went. ``malloc_trim(0)`` returns those free pages to the
 system. Asked for whenever a session closes, it runs ``TRIM_DELAY`` seconds
-later (after the greenlets of a wave of leaving clients have ended), at most
-once per ``TRIM_INTERVAL`` seconds, with one more pass after the interval if
-sessions closed meanwhile. It is a no-op where the C library has no such call
+later (after the greenlets of a wave of leaving clients have ended) and once
+more ``TRIM_INTERVAL`` seconds after that, and again every interval while
+sessions keep closing. It is a no-op where the C library has no such call
 (musl, macOS).
 """
 
@@ -51,8 +51,12 @@ class MemoryTrimmer:
             self._pending = gevent.spawn_later(TRIM_DELAY, self._run)
 
     def _run(self):
+        passes = 0
         try:
-            while self._closed_since:
+            # twice at least: what the leaving clients held is not all freed
+            # by the first pass (greenlets end, buffers go, a little later)
+            while self._closed_since or passes < 2:
+                passes += 1
                 closed, self._closed_since = self._closed_since, 0
                 started = time.monotonic()
                 try:
