@@ -188,3 +188,22 @@ def test_long_polling_requests_of_a_session_skip_the_tg_stack(serve, monkeypatch
     # handshakes only (LiveServer's readiness probe and the client's): no
     # request carrying a session id went through TG
     assert handed_off and not [query for query in handed_off if "sid=" in query]
+
+
+def test_a_keep_alive_connection_serves_tg_after_a_direct_poll(serve):
+    """A poll answered by the engine directly leaves the connection ready for
+    the next request, which may go through TG again (gevent's handler asserts
+    that no result is left over)."""
+    import json
+
+    server = serve({"echo": BaseNamespace})
+    http = requests.Session()
+    base = server.url + "/socketio/?EIO=4&transport=polling"
+    for _ in range(3):
+        opened = http.get(base, timeout=5)  # through TG: a handshake
+        sid = json.loads(opened.text[1:])["sid"]
+        joined = http.post(base + "&sid=" + sid, data="40/echo,", timeout=5,
+                           headers={"Content-Type": "text/plain;charset=UTF-8"})
+        assert joined.status_code == 200  # straight to the engine
+    assert http.get(server.url + "/socketio/?sid=nope", timeout=5).status_code == 400
+    http.close()

@@ -49,11 +49,7 @@ class SocketIOHandler(WebSocketHandler):
                 # ran for its handshake (auth, sessions: the TG context the
                 # namespaces use was captured then); running it again for
                 # every poll cost 2.5 times raw python-socketio's round trip
-                self.result = serve_engine_request(
-                    engine, self.environ, self.start_response
-                )
-                self.process_result()
-                return None
+                return self._run_engine(engine)
         if self.server.resource_has_extension and (
             self.environ["PATH_INFO"] == self.server.resource_prefix
         ):
@@ -70,6 +66,21 @@ class SocketIOHandler(WebSocketHandler):
             # same slots: the connection changes class in place
             websocket.__class__ = BoundedWebSocket
         return result
+
+    def _run_engine(self, engine):
+        """Answer this request with ``engine`` alone, as gevent's
+        ``run_application`` answers with the app (the result closed, then
+        dropped: the next request on this connection starts clean)."""
+        try:
+            self.result = serve_engine_request(
+                engine, self.environ, self.start_response
+            )
+            self.process_result()
+        finally:
+            close = getattr(self.result, "close", None)
+            self.result = None
+            if close is not None:
+                close()
 
     #: True while the connection waits for its next request (keep-alive)
     idle = True
