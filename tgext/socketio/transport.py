@@ -94,11 +94,6 @@ class RejectionLog:
                 "; ".join("%d: %s" % (count, kind) for kind, count in held.items()),
             )
 
-    def close(self):
-        if self._summary is not None:
-            self._summary.kill(block=False)
-            self._write_summary()
-
 
 rejections = RejectionLog(log)
 
