@@ -14,6 +14,7 @@ import struct
 import time
 
 import gevent
+import gevent.event
 import pytest
 import requests
 import websocket
@@ -630,5 +631,37 @@ def test_a_closed_session_is_freed_without_the_cycle_collector(server, wait_for)
                 sock.close()
             close_raw(sock)
         wait_for(lambda: not [ref for ref in held if ref() is not None], timeout=10)
+    finally:
+        gc.enable()
+
+
+def test_a_closed_session_is_not_held_by_the_ping_timeout_sweep(serve, wait_for):
+    """python-engineio's sweep for ping timeouts walks a copy of the sessions
+    table, ``ping_timeout / sessions`` seconds per session: a session that
+    closed meanwhile (and with thousands leaving, all of them) stayed alive
+    until the walk ended."""
+    import weakref
+
+    server = serve({"abuse": Abuse}, config={"socketio.ping_timeout": 6})
+    (engine,) = runtime_of(server.app_config).engines
+    known = set(engine.eio.sockets)
+    sock = raw_websocket(server)
+    (sid,) = set(engine.eio.sockets) - known
+    session = engine.eio.sockets[sid]
+    held = weakref.ref(session)
+    checked = gevent.event.Event()
+
+    def check_ping_timeout():  # the sweep reached it: its copy holds it
+        checked.set()
+        return type(held()).check_ping_timeout(held())
+
+    session.check_ping_timeout = check_ping_timeout
+    session = None
+    assert checked.wait(timeout=20)
+    gc.collect()
+    gc.disable()
+    try:
+        close_raw(sock)  # the old sweep kept it 3 s more, waiting for the next
+        wait_for(lambda: held() is None, timeout=1.5)
     finally:
         gc.enable()

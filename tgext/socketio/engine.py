@@ -471,6 +471,36 @@ class _TrackedEngineIOServer(engineio.Server):
             if socket is not None:
                 socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
 
+    def _service_task(self):
+        """python-engineio's ping-timeout sweep, holding session ids only.
+
+        python-engineio's own walks a copy of the sessions table, waiting
+        ``ping_timeout / len(sockets)`` between two sessions: that copy kept
+        every session that closed meanwhile (its socket, handler, buffers)
+        alive for up to ``ping_timeout``.
+        """
+        self.service_task_event = self.create_event()
+        while not self.service_task_event.is_set():
+            if not self.sockets:
+                if self.service_task_event.wait(timeout=self.ping_timeout):
+                    break
+                continue
+            sleep_interval = float(self.ping_timeout) / len(self.sockets)
+            try:
+                for sid in list(self.sockets):
+                    socket = self.sockets.get(sid)
+                    if socket is None:
+                        pass
+                    elif socket.closed:
+                        self.sockets.pop(sid, None)
+                    elif not socket.closing:
+                        socket.check_ping_timeout()
+                    socket = None  # not kept through the wait
+                    if self.service_task_event.wait(timeout=sleep_interval):
+                        return
+            except Exception:  # never let the sweep die with one bad session
+                log.exception("service task exception")
+
     def start_background_task(self, target, *args, **kwargs):
         task = super().start_background_task(target, *args, **kwargs)
         background = self._background
