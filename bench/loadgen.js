@@ -16,12 +16,15 @@
  *   node loadgen.js rtt  URL CLIENTS WARMUP_SECONDS SECONDS
  *   node loadgen.js poll URL CLIENTS WARMUP_SECONDS SECONDS
  *   node loadgen.js connect URL CLIENTS
+ *   node loadgen.js upgrade URL CLIENTS
  *   node loadgen.js idle URL CLIENTS
  *
  * poll is rtt over HTTP long-polling (URL is still the ws:// one): each
  * client POSTs its ping, then GETs until the pong comes, on keep-alive
  * connections of its own. connect times opening and joining CLIENTS
- * WebSocket clients, 50 handshakes in flight, and reports clients per second.
+ * WebSocket clients, 50 handshakes in flight, and reports clients per second;
+ * upgrade does the same for clients that open and join over long-polling,
+ * then upgrade to WebSocket, as socket.io-client does by default.
  *
  * It writes JSON lines to stdout. rtt: {"event":"measuring"} when the timed
  * window opens, then {"event":"result", ...} when it closes, with the round
@@ -71,6 +74,8 @@ function textFrame(text) {
 const PING_FRAME = textFrame(PING);
 const JOIN_FRAME = textFrame(JOIN);
 const KEEPALIVE_FRAME = textFrame("3");
+const PROBE_FRAME = textFrame("2probe");
+const UPGRADE_FRAME = textFrame("5");
 const CLOSE_FRAME = Buffer.from([0x88, 0x80, 0, 0, 0, 0]);
 
 function upgradeRequest(url) {
@@ -83,12 +88,45 @@ function upgradeRequest(url) {
 }
 
 /*
+ * Parse the server frames in `data` (unmasked), calling onText(payload) for
+ * each text frame and onClose() for a close frame; returns the bytes of an
+ * incomplete last frame, to be prepended to the next read, or null.
+ */
+function readFrames(data, onText, onClose) {
+  let offset = 0;
+  while (data.length - offset >= 2) {
+    const opcode = data[offset] & 0x0f;
+    let length = data[offset + 1] & 0x7f;
+    let header = 2;
+    if (length === 126) {
+      if (data.length - offset < 4) break;
+      length = data.readUInt16BE(offset + 2);
+      header = 4;
+    } else if (length === 127) {
+      if (data.length - offset < 10) break;
+      length = Number(data.readBigUInt64BE(offset + 2));
+      header = 10;
+    }
+    if (data.length - offset < header + length) break;
+    const payload = data.subarray(offset + header, offset + header + length);
+    offset += header + length;
+    if (opcode === 0x1) onText(payload);
+    else if (opcode === 0x8) onClose();
+  }
+  return offset < data.length ? Buffer.from(data.subarray(offset)) : null;
+}
+
+/*
  * One Socket.IO client on a bare TCP socket: it upgrades, joins the
  * namespace, then calls onPong(client) for each pong. Server frames are
  * unmasked; each is parsed from what arrived, a frame split across reads
  * waits for its rest.
+ *
+ * With `sid`, the WebSocket upgrades that session, joined over long-polling
+ * already, as socket.io-client does: "2probe", "3probe", "5"; the client is
+ * ready once a ping sent over it is answered.
  */
-function openClient(url, onPong) {
+function openClient(url, onPong, sid) {
   return new Promise((resolve, reject) => {
     const { hostname, port } = new URL(url.replace(/^ws/, "http"));
     const socket = net.connect({ host: hostname, port: Number(port), noDelay: true });
@@ -99,11 +137,18 @@ function openClient(url, onPong) {
 
     function onText(payload) {
       if (payload.length >= PONG_PREFIX.length && payload.compare(PONG_PREFIX, 0, PONG_PREFIX.length, 0, PONG_PREFIX.length) === 0) {
-        onPong(client);
+        if (joined) onPong(client);
+        else {
+          joined = true; // the upgrade's ping was answered
+          resolve(client);
+        }
         return;
       }
       const text = payload.toString();
-      if (text === "2") {
+      if (text === "3probe") {
+        socket.write(UPGRADE_FRAME);
+        socket.write(PING_FRAME);
+      } else if (text === "2") {
         socket.write(KEEPALIVE_FRAME);
       } else if (text[0] === "0") {
         socket.write(JOIN_FRAME);
@@ -116,30 +161,11 @@ function openClient(url, onPong) {
     }
 
     function onFrames(data) {
-      let offset = 0;
-      while (data.length - offset >= 2) {
-        const opcode = data[offset] & 0x0f;
-        let length = data[offset + 1] & 0x7f;
-        let header = 2;
-        if (length === 126) {
-          if (data.length - offset < 4) break;
-          length = data.readUInt16BE(offset + 2);
-          header = 4;
-        } else if (length === 127) {
-          if (data.length - offset < 10) break;
-          length = Number(data.readBigUInt64BE(offset + 2));
-          header = 10;
-        }
-        if (data.length - offset < header + length) break;
-        const payload = data.subarray(offset + header, offset + header + length);
-        offset += header + length;
-        if (opcode === 0x1) onText(payload);
-        else if (opcode === 0x8) socket.end();
-      }
-      pending = offset < data.length ? Buffer.from(data.subarray(offset)) : null;
+      pending = readFrames(data, onText, () => socket.end());
     }
 
-    socket.on("connect", () => socket.write(upgradeRequest(url)));
+    socket.on("connect", () =>
+      socket.write(upgradeRequest(sid === undefined ? url : url + "&sid=" + sid)));
     socket.on("data", (chunk) => {
       const data = pending ? Buffer.concat([pending, chunk]) : chunk;
       pending = null;
@@ -159,6 +185,7 @@ function openClient(url, onPong) {
         return;
       }
       upgraded = true;
+      if (sid !== undefined) socket.write(PROBE_FRAME);
       if (end + 4 < data.length) onFrames(data.subarray(end + 4));
     });
     socket.on("error", (error) => (joined ? fail(error.message) : reject(error)));
@@ -272,8 +299,11 @@ async function openPollingClient(url) {
   }
   const opened = await request("GET", base);
   if (opened[0] !== "0") throw new Error("no open packet: " + opened);
-  const path = base + "&sid=" + JSON.parse(opened.slice(1)).sid;
+  const sid = JSON.parse(opened.slice(1)).sid;
+  const path = base + "&sid=" + sid;
   const client = {
+    sid,
+    agent,
     closing: false,
     post: (body) => request("POST", path, body),
     // the packets of the next GET, answering the server's pings on the way
@@ -329,6 +359,31 @@ async function connectRate(url, count) {
   closeAll(clients);
 }
 
+/*
+ * Upgrade rate: open and join `count` clients over long-polling, then
+ * upgrade each to WebSocket (50 in flight), timed from the first request to
+ * the last upgraded client's first pong.
+ */
+async function upgradeRate(url, count) {
+  const start = process.hrtime.bigint();
+  const clients = [];
+  let next = 0;
+  async function worker() {
+    while (next < count) {
+      next += 1;
+      const polling = await openPollingClient(url);
+      clients.push(await openClient(url, () => {}, polling.sid));
+      polling.agent.destroy();
+    }
+  }
+  const workers = [];
+  for (let i = 0; i < Math.min(CONNECT_CONCURRENCY, count); i += 1) workers.push(worker());
+  await Promise.all(workers);
+  const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  report({ event: "result", clients: count, seconds: elapsed, rate: count / elapsed });
+  closeAll(clients);
+}
+
 /* Idle clients: join, answer keep-alives, hold until stdin closes. */
 async function idle(url, count) {
   const clients = await openClients(url, count, () => {});
@@ -350,10 +405,12 @@ async function main(argv) {
     await pollingRoundTrips(url, Number(count), Number(warmup), Number(seconds));
   } else if (mode === "connect" && count !== undefined) {
     await connectRate(url, Number(count));
+  } else if (mode === "upgrade" && count !== undefined) {
+    await upgradeRate(url, Number(count));
   } else if (mode === "idle" && count !== undefined) {
     await idle(url, Number(count));
   } else {
-    fail("usage: loadgen.js rtt|poll URL CLIENTS WARMUP SECONDS | connect|idle URL CLIENTS");
+    fail("usage: loadgen.js rtt|poll URL CLIENTS WARMUP SECONDS | connect|upgrade|idle URL CLIENTS");
   }
   process.exit(0);
 }

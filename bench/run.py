@@ -9,10 +9,14 @@ neighbour hurts both alike:
   clients in ``/pingpong`` minus its RSS before, divided by 1000;
 * round trips per second, latency p50/p99 and server CPU per round trip with
   1, 50 and 500 WebSocket clients, each sending ``ping`` and waiting for
-  ``pong`` before sending the next.
+  ``pong`` before sending the next;
+* the same with 50 long-polling clients;
+* connect rate: clients per second to open and join 1000 over WebSocket;
+  upgrade rate: the same over long-polling, each then upgraded to WebSocket
+  (what socket.io-client does by default).
 
 The servers run on one core and the load generator (``bench/loadgen.js``, raw
-Socket.IO frames over Node's ``ws``) on another; the CPU both used while
+Socket.IO frames on bare TCP sockets) on another; the CPU both used while
 measuring is reported, to show which side was the bottleneck. The table goes
 to stdout, every number to ``bench/results/latest.json``.
 """
@@ -208,9 +212,13 @@ def idle_memory(server, options):
     }
 
 
-def connect_rate(server, options):
-    """Clients per second to open and join ``options.connect_clients``."""
-    process = loadgen(options.load_cpu, "connect", server.url, options.connect_clients)
+def connect_rate(server, options, mode="connect"):
+    """Clients per second to open and join ``options.connect_clients``.
+
+    ``mode="upgrade"``: each opens and joins over long-polling first, then
+    upgrades to WebSocket.
+    """
+    process = loadgen(options.load_cpu, mode, server.url, options.connect_clients)
     try:
         result = read_message(process, 120, "the load generator")
         process.wait(30)
@@ -248,6 +256,12 @@ def run_round(number, options):
                 log("round %d: %s connect rate" % (number + 1, kind))
                 wait_for_quiet_core(options.server_cpu, options.patience)
                 results[kind]["connect"] = connect_rate(servers[kind], options)
+            for kind in kinds:
+                log("round %d: %s upgrade rate" % (number + 1, kind))
+                wait_for_quiet_core(options.server_cpu, options.patience)
+                results[kind]["upgrade"] = connect_rate(
+                    servers[kind], options, mode="upgrade"
+                )
         if options.polling_clients:
             for kind in kinds:
                 log(
@@ -294,6 +308,9 @@ def summarize(rounds, options):
         if options.connect_clients:
             summary[kind]["connect_rate"] = statistics.median(
                 run["connect"]["rate"] for run in runs
+            )
+            summary[kind]["upgrade_rate"] = statistics.median(
+                run["upgrade"]["rate"] for run in runs
             )
         if options.polling_clients:
             summary[kind]["polling"] = {
@@ -370,6 +387,11 @@ def report(summary, options):
             "connect rate, clients per second to open and join %d over WebSocket "
             "(higher is better)" % options.connect_clients,
             [("clients/s", tg["connect_rate"], raw["connect_rate"], "%.0f")],
+        )
+        lines += table(
+            "upgrade rate, clients per second to open and join %d over long-polling, "
+            "then upgrade to WebSocket (higher is better)" % options.connect_clients,
+            [("clients/s", tg["upgrade_rate"], raw["upgrade_rate"], "%.0f")],
         )
     lines += table(
         "memory per idle connection, KiB (%d clients; lower is better)"
@@ -527,7 +549,8 @@ def parse_args(argv):
         "--connect-clients",
         type=int,
         default=1000,
-        help="clients of the connect-rate measurement (default 1000; 0: none)",
+        help="clients of the connect-rate and upgrade-rate measurements "
+        "(default 1000; 0: none)",
     )
     parser.add_argument(
         "--polling-clients",
