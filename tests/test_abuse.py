@@ -665,3 +665,33 @@ def test_a_closed_session_is_not_held_by_the_ping_timeout_sweep(serve, wait_for)
         wait_for(lambda: held() is None, timeout=1.5)
     finally:
         gc.enable()
+
+
+def test_pings_come_every_ping_interval_and_stop_at_close(server, wait_for):
+    """The server pings each session ``ping_interval`` after connect and after
+    each pong, from a timer of the event loop (no greenlet per session), and
+    the timer goes with the session."""
+    (engine,) = runtime_of(server.app_config).engines
+    known = set(engine.eio.sockets)
+    sock = raw_websocket(server)
+    (sid,) = set(engine.eio.sockets) - known
+    session = engine.eio.sockets[sid]
+    started = time.monotonic()
+    for number in range(3):
+        assert sock.recv() == "2"
+        sock.send("3")
+        sock.send("3")  # a second pong schedules no second ping
+    elapsed = time.monotonic() - started
+    assert 2.8 < elapsed < 4.5, elapsed  # ping_interval is 1 s
+    sock.settimeout(1.5)
+    assert sock.recv() == "2"  # one ping per interval, not two
+    sock.settimeout(0.5)
+    with pytest.raises(websocket.WebSocketTimeoutException):
+        sock.recv()
+    sock.send("3")
+    wait_for(lambda: session._ping_timer is not None)
+    timer = session._ping_timer
+    assert timer is not None and timer.active
+    session = None
+    close_raw(sock)
+    wait_for(lambda: not timer.active)

@@ -25,6 +25,7 @@ import time
 
 import gevent
 from engineio import exceptions as eio_exceptions
+from engineio import packet as eio_packet
 from engineio import socket as eio_socket
 from engineio.async_drivers.gevent import WebSocketWSGI
 
@@ -112,24 +113,46 @@ class GuardedSocket(eio_socket.Socket):
     #: the gevent-websocket connection, once on WebSocket
     _websocket = None
 
-    #: the greenlet waiting to send the next ping (python-engineio drops it)
-    _ping_task = None
+    #: the timer of the next ping
+    _ping_timer = None
 
     def schedule_ping(self):
-        # python-engineio's, keeping the task: a closed session's ping
-        # greenlet would otherwise sleep on for up to ping_interval, keeping
-        # the whole session (queue, buffers, environ) in memory
-        if self.last_ping:
-            self.last_ping = None
-            self._ping_task = self.server.start_background_task(self._send_ping)
+        """Send a ping ``ping_interval`` from now.
+
+        python-engineio starts a greenlet per session to sleep until then: a
+        sleeping greenlet keeps its saved stack and its Python frames, some
+        5 KB for each idle connection, and sleeps on after the session
+        closes, keeping the session alive with it. A timer of the event
+        loop costs a few hundred bytes and is stopped at close.
+        """
+        # called at connect, then at each pong; a pong nobody asked for
+        # while the next ping is pending changes nothing. (Newer
+        # python-engineio guards with "if self.last_ping", which is None at
+        # connect in 4.11: no ping would ever be sent there.)
+        self.last_ping = None
+        if self._ping_timer is None and not self.closed:
+            timer = gevent.get_hub().loop.timer(self.server.ping_interval)
+            timer.start(self._ping_due)
+            self._ping_timer = timer
+
+    def _ping_due(self):
+        # in the event loop, where nothing may block: sending may cut a
+        # client that does not read, which writes to its socket
+        self._ping_timer = None
+        if not self.closing and not self.closed:
+            gevent.spawn(self._send_ping_now)
+
+    def _send_ping_now(self):
+        if not self.closing and not self.closed:
+            self.last_ping = time.time()
+            self.send(eio_packet.Packet(eio_packet.PING))
 
     def close(self, wait=True, abort=False, reason=None):
         super().close(wait=wait, abort=abort, reason=reason)
-        task = self._ping_task
-        if self.closed and task is not None and task is not gevent.getcurrent():
-            self._ping_task = None
-            task.kill(block=False)
         if self.closed:
+            timer, self._ping_timer = self._ping_timer, None
+            if timer is not None:
+                timer.close()
             trimmer.session_closed()
 
     def reject(self, reason, code=1008):
