@@ -502,6 +502,15 @@ class _TrackedEngineIOServer(engineio.Server):
                 log.exception("service task exception")
 
     def start_background_task(self, target, *args, **kwargs):
+        if getattr(target, "__func__", None) is engineio.socket.Socket._send_ping:
+            # python-engineio 4.11 schedules a new session's first ping
+            # before its connect event makes it a GuardedSocket: the ping
+            # comes from the guarded session's timer instead of a greenlet
+            session = target.__self__
+            if type(session) is engineio.socket.Socket:
+                session.__class__ = GuardedSocket
+            session.schedule_ping()
+            return None
         task = super().start_background_task(target, *args, **kwargs)
         background = self._background
         background.add(task)

@@ -126,9 +126,9 @@ class GuardedSocket(eio_socket.Socket):
         loop costs a few hundred bytes and is stopped at close.
         """
         # called at connect, then at each pong; a pong nobody asked for
-        # while the next ping is pending changes nothing. (Newer
-        # python-engineio guards with "if self.last_ping", which is None at
-        # connect in 4.11: no ping would ever be sent there.)
+        # while the next ping is pending changes nothing (python-engineio's
+        # own guard, "if self.last_ping", fails at connect on 4.11, where
+        # last_ping starts as None)
         self.last_ping = None
         if self._ping_timer is None and not self.closed:
             timer = gevent.get_hub().loop.timer(self.server.ping_interval)
