@@ -16,7 +16,7 @@ import time
 
 from run import BENCH_DIR, Server, loadgen, read_message, round_trips
 
-KINDS = ("tgext", "raw")
+KINDS = tuple(os.environ.get("KINDS", "tgext raw").split())
 
 
 def wave(server, clients, seconds, samples):

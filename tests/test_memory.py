@@ -1,7 +1,9 @@
 """The trim pass that follows a wave of closing sessions (tgext.socketio.memory)."""
 
 import gc
+import time
 
+import gevent
 import pytest
 
 from tgext.socketio import memory
@@ -47,3 +49,23 @@ def test_a_trim_pass_runs_every_step(monkeypatch):
     trimmer.session_closed()
     trimmer._pending.join(timeout=5)
     assert steps == ["free lists", "lookup cache", "trim"] * 2
+
+
+def test_the_first_trim_waits_for_the_last_close_of_a_wave(monkeypatch):
+    """A wave's greenlets end a few seconds after its last close: trimming
+    earlier (and not again) left the process 50% above its start."""
+    passes = []
+    monkeypatch.setattr(memory, "TRIM_DELAY", 0.3)
+    monkeypatch.setattr(memory, "TRIM_INTERVAL", 5)
+    trimmer = memory.MemoryTrimmer()
+    trimmer._trim = lambda pad: passes.append(time.monotonic()) or 1
+    started = time.monotonic()
+    trimmer.session_closed()
+    gevent.sleep(0.2)
+    trimmer.session_closed()  # the wave goes on
+    deadline = time.monotonic() + 3
+    while not passes and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    assert passes, "no trim within 3 s"
+    assert passes[0] - started >= 0.5  # 0.3 s after the second close
+    trimmer._pending.kill()

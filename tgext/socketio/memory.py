@@ -5,10 +5,10 @@ back to glibc's heap when they end, but glibc keeps free memory inside the
 heap: the process's RSS stayed some 200 MB above its start after 3,000
 clients came and went. ``malloc_trim(0)`` returns those free pages to the
 system. Asked for whenever a session closes, it runs ``TRIM_DELAY`` seconds
-later (after the greenlets of a wave of leaving clients have ended) and once
-more ``TRIM_INTERVAL`` seconds after that, and again every interval while
-sessions keep closing. It is a no-op where the C library has no such call
-(musl, macOS).
+after the last close of a wave (when the greenlets of the leaving clients
+have ended) and once more ``TRIM_INTERVAL`` seconds after that; while
+sessions keep closing, every ``TRIM_INTERVAL`` at most. It is a no-op where
+the C library has no such call (musl, macOS).
 
 CPython's small objects live in 1 MiB arenas, and an arena goes back to the
 system only when its last object goes; a wave of 3,000 clients took some 75
@@ -75,43 +75,58 @@ def _malloc_trim():
 
 
 class MemoryTrimmer:
-    """Calls ``malloc_trim(0)`` a little after sessions close, not too often."""
+    """Trims a little after sessions close, not too often."""
 
     def __init__(self):
         self._trim = _malloc_trim()
         self._pending = None
         self._closed_since = 0  # sessions closed since the last trim
+        self._last_close = 0.0
 
     def session_closed(self):
         if self._trim is None:
             return
         self._closed_since += 1
+        self._last_close = time.monotonic()
         if self._pending is None:
-            self._pending = gevent.spawn_later(TRIM_DELAY, self._run)
+            self._pending = gevent.spawn(self._run)
 
     def _run(self):
-        passes = 0
         try:
-            # twice at least: what the leaving clients held is not all freed
-            # by the first pass (greenlets end, buffers go, a little later)
-            while self._closed_since or passes < 2:
-                passes += 1
+            while self._closed_since:
+                # TRIM_DELAY after the last close of a wave (its greenlets
+                # have ended by then), or TRIM_INTERVAL after its first
+                # while sessions keep closing
+                first_close = time.monotonic()
+                while True:
+                    now = time.monotonic()
+                    due = min(
+                        self._last_close + TRIM_DELAY, first_close + TRIM_INTERVAL
+                    )
+                    if now >= due:
+                        break
+                    gevent.sleep(due - now)
                 closed, self._closed_since = self._closed_since, 0
-                started = time.monotonic()
-                _clear_free_lists()
-                _clear_lookup_cache()
-                try:
-                    self._trim(0)
-                except Exception as error:  # never worth failing for
-                    log.debug("malloc_trim failed: %s", error)
-                log.debug(
-                    "%d sessions closed: memory trimmed in %.1f ms",
-                    closed,
-                    1000 * (time.monotonic() - started),
-                )
+                self._trim_now(closed)
+                # once more: not all the leaving clients held is freed by then
                 gevent.sleep(TRIM_INTERVAL)
+                self._trim_now(0)
         finally:
             self._pending = None
+
+    def _trim_now(self, closed):
+        started = time.monotonic()
+        _clear_free_lists()
+        _clear_lookup_cache()
+        try:
+            self._trim(0)
+        except Exception as error:  # never worth failing for
+            log.debug("malloc_trim failed: %s", error)
+        log.debug(
+            "%d sessions closed: memory trimmed in %.1f ms",
+            closed,
+            1000 * (time.monotonic() - started),
+        )
 
 
 trimmer = MemoryTrimmer()
