@@ -7,6 +7,7 @@ seconds (``loadgen.js rtt``), then all leave at once; the RSS is read again
 30 and 60 s later. What issue 9 asks: within 10% of the baseline at 60 s.
 
 The table goes to stdout, the numbers to ``bench/results/leave.json``.
+``KINDS=tgext`` measures this project alone.
 """
 
 import argparse

@@ -196,14 +196,17 @@ function openClient(url, onPong, sid) {
   });
 }
 
-/* Open `count` clients, at most CONNECT_CONCURRENCY handshakes at a time. */
-async function openClients(url, count, onPong) {
+/*
+ * Open `count` clients, at most CONNECT_CONCURRENCY handshakes at a time;
+ * `open` is openClient or upgradedClient.
+ */
+async function openClients(url, count, onPong, open = openClient) {
   const clients = [];
   let next = 0;
   async function worker() {
     while (next < count) {
       next += 1;
-      clients.push(await openClient(url, onPong));
+      clients.push(await open(url, onPong));
     }
   }
   const workers = [];
@@ -351,37 +354,23 @@ async function pollingRoundTrips(url, count, warmupSeconds, seconds) {
 }
 
 /* Connect rate: open and join `count` clients (50 handshakes in flight), timed. */
-async function connectRate(url, count) {
+async function connectRate(url, count, open = openClient) {
   const start = process.hrtime.bigint();
-  const clients = await openClients(url, count, () => {});
+  const clients = await openClients(url, count, () => {}, open);
   const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
   report({ event: "result", clients: count, seconds: elapsed, rate: count / elapsed });
   closeAll(clients);
 }
 
 /*
- * Upgrade rate: open and join `count` clients over long-polling, then
- * upgrade each to WebSocket (50 in flight), timed from the first request to
- * the last upgraded client's first pong.
+ * A client the way socket.io-client connects by default: opened and joined
+ * over long-polling, then upgraded to WebSocket.
  */
-async function upgradeRate(url, count) {
-  const start = process.hrtime.bigint();
-  const clients = [];
-  let next = 0;
-  async function worker() {
-    while (next < count) {
-      next += 1;
-      const polling = await openPollingClient(url);
-      clients.push(await openClient(url, () => {}, polling.sid));
-      polling.agent.destroy();
-    }
-  }
-  const workers = [];
-  for (let i = 0; i < Math.min(CONNECT_CONCURRENCY, count); i += 1) workers.push(worker());
-  await Promise.all(workers);
-  const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
-  report({ event: "result", clients: count, seconds: elapsed, rate: count / elapsed });
-  closeAll(clients);
+async function upgradedClient(url, onPong) {
+  const polling = await openPollingClient(url);
+  const client = await openClient(url, onPong, polling.sid);
+  polling.agent.destroy();
+  return client;
 }
 
 /* Idle clients: join, answer keep-alives, hold until stdin closes. */
@@ -406,7 +395,7 @@ async function main(argv) {
   } else if (mode === "connect" && count !== undefined) {
     await connectRate(url, Number(count));
   } else if (mode === "upgrade" && count !== undefined) {
-    await upgradeRate(url, Number(count));
+    await connectRate(url, Number(count), upgradedClient);
   } else if (mode === "idle" && count !== undefined) {
     await idle(url, Number(count));
   } else {

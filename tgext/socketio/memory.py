@@ -97,11 +97,11 @@ class MemoryTrimmer:
                 # TRIM_DELAY after the last close of a wave (its greenlets
                 # have ended by then), or TRIM_INTERVAL after its first
                 # while sessions keep closing
-                first_close = time.monotonic()
+                batch_started = time.monotonic()
                 while True:
                     now = time.monotonic()
                     due = min(
-                        self._last_close + TRIM_DELAY, first_close + TRIM_INTERVAL
+                        self._last_close + TRIM_DELAY, batch_started + TRIM_INTERVAL
                     )
                     if now >= due:
                         break

@@ -120,9 +120,9 @@ class GuardedSocket(eio_socket.Socket):
         """Send a ping ``ping_interval`` from now.
 
         python-engineio starts a greenlet per session to sleep until then: a
-        sleeping greenlet keeps its saved stack and its Python frames, some
-        5 KB for each idle connection, and sleeps on after the session
-        closes, keeping the session alive with it. A timer of the event
+        sleeping greenlet keeps its saved stack and its Python frames (idle
+        connections took 60.2 KiB each with it, 50.9 without: ``bench/run.py``)
+        and sleeps on after the session closes, keeping the session alive. A timer of the event
         loop costs a few hundred bytes and is stopped at close.
         """
         # called at connect, then at each pong; a pong nobody asked for
@@ -139,8 +139,7 @@ class GuardedSocket(eio_socket.Socket):
         # in the event loop, where nothing may block: sending may cut a
         # client that does not read, which writes to its socket
         self._ping_timer = None
-        if not self.closing and not self.closed:
-            gevent.spawn(self._send_ping_now)
+        gevent.spawn(self._send_ping_now)
 
     def _send_ping_now(self):
         if not self.closing and not self.closed:
