@@ -186,8 +186,11 @@ def close_raw(sock):
     sock.shutdown()  # websocket-client's close() leaks the socket once the peer closed
 
 
-def masked_frame(payload, opcode=0x1, length=None):
-    """One client frame (mask key zero); ``length`` may lie about the size."""
+def masked_frame(payload, opcode=0x1, length=None, mask=b"\0\0\0\0"):
+    """One client frame (mask key zero unless told); ``length`` may lie
+    about the size."""
+    if isinstance(payload, str):
+        payload = payload.encode()
     length = len(payload) if length is None else length
     if length < 126:
         header = struct.pack("!BB", 0x80 | opcode, 0x80 | length)
@@ -195,7 +198,9 @@ def masked_frame(payload, opcode=0x1, length=None):
         header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, length)
     else:
         header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, length)
-    return header + b"\0\0\0\0" + payload
+    if any(mask):
+        payload = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    return header + mask + payload
 
 
 def read_until_closed(sock, timeout=5):

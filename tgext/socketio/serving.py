@@ -65,6 +65,7 @@ class SocketIOHandler(WebSocketHandler):
         if websocket is not None and type(websocket) is WebSocket:
             # same slots: the connection changes class in place
             websocket.__class__ = BoundedWebSocket
+            websocket.read_from_socket()
         return result
 
     def _run_engine(self, engine):

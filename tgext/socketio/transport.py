@@ -30,7 +30,7 @@ from engineio import socket as eio_socket
 from engineio.async_drivers.gevent import WebSocketWSGI
 
 from .memory import trimmer
-from .websocket import InvalidMessage
+from .websocket import FrameWriter, InvalidMessage, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -103,15 +103,21 @@ class GuardedSocket(eio_socket.Socket):
     """python-engineio's session, refusing bad input and bounding its queue.
 
     The engine's server sets ``max_queued_packets`` on itself; past it, a
-    client that does not read is disconnected. Closed, the session lets go
-    of its memory at once (its ping greenlet ends) and asks for the freed
-    heap to be handed back (:mod:`tgext.socketio.memory`).
+    client that does not read is disconnected. On WebSocket, what the session
+    sends is written by the sender (:class:`~.websocket.FrameWriter`), not by
+    a greenlet per session. Closed, the session lets go of its memory at once
+    and asks for the freed heap to be handed back (:mod:`tgext.socketio.memory`).
     """
 
     #: why this session's input was refused (``None`` while it was not)
     rejected = None
     #: the gevent-websocket connection, once on WebSocket
     _websocket = None
+    #: what writes to it
+    _frames = None
+    #: whether packets go to ``_frames`` (from the end of the upgrade on)
+    #: rather than to the queue long-polling reads
+    _sends_frames = False
 
     #: the timer of the next ping
     _ping_timer = None
@@ -147,8 +153,14 @@ class GuardedSocket(eio_socket.Socket):
             self.send(eio_packet.Packet(eio_packet.PING))
 
     def close(self, wait=True, abort=False, reason=None):
-        super().close(wait=wait, abort=abort, reason=reason)
+        sends_frames = self._sends_frames
+        # on WebSocket the queue has no reader to wait for: the CLOSE packet
+        # is written (or waits in the FrameWriter) before close() returns
+        super().close(wait=wait and not sends_frames, abort=abort, reason=reason)
         if self.closed:
+            websocket = self._websocket
+            if sends_frames and not websocket.closed:
+                websocket.close()  # a close frame after what was written
             timer, self._ping_timer = self._ping_timer, None
             if timer is not None:
                 timer.close()
@@ -167,7 +179,7 @@ class GuardedSocket(eio_socket.Socket):
         rejections.report(self.sid, reason)
         websocket = self._websocket
         if websocket is not None:
-            _cut(websocket, code)
+            _cut(websocket, code, self._frames)
         if not self.closed:
             self.close(
                 wait=False, abort=True, reason=self.server.reason.CLIENT_DISCONNECT
@@ -178,9 +190,23 @@ class GuardedSocket(eio_socket.Socket):
             del self.server.sockets[self.sid]
 
     def send(self, pkt):
-        super().send(pkt)
+        if not self._sends_frames:
+            super().send(pkt)
+            backlog = self.queue.qsize()
+        else:
+            if not self.check_ping_timeout():
+                return
+            frames = self._frames
+            frames.write(encode_frame(pkt.encode()))
+            backlog = frames.backlog
+            self.server.logger.info(
+                "%s: Sending packet %s data %s",
+                self.sid,
+                eio_packet.packet_names[pkt.packet_type],
+                "<binary>" if isinstance(pkt.data, bytes) else pkt.data,
+            )
         limit = self.server.max_queued_packets
-        if limit is not None and self.queue.qsize() > limit and self.rejected is None:
+        if limit is not None and backlog > limit and self.rejected is None:
             self.reject(
                 "more than %d packets waiting to be sent (it does not read; "
                 "socketio.max_queued_packets)" % limit,
@@ -211,6 +237,92 @@ class GuardedSocket(eio_socket.Socket):
             raise OSError("Socket has been upgraded already")
         return _GuardedWebSocketWSGI(self)(environ, start_response)
 
+    def _websocket_handler(self, ws):
+        """The session on WebSocket: the upgrade handshake, then its reader.
+
+        python-engineio's (4.11 to 4.15) does the same, and starts a writer
+        greenlet per session that waits on the queue; here, once the upgrade
+        ends, the queue's packets are written and every later one is written
+        by its sender.
+        """
+        server = self.server
+        if self.connected:  # on long-polling until now: an upgrade
+            self.upgrading = True  # packets sent meanwhile wait in the queue
+            try:
+                upgraded = self._upgrade_handshake(ws)
+            finally:
+                self.upgrading = False
+            if not upgraded:
+                return []
+        else:
+            self.connected = True
+        self.upgraded = True
+        self._write_queued_packets()
+        server.logger.info("%s: Upgrade to websocket successful", self.sid)
+        while True:
+            try:
+                message = ws.wait()
+            except Exception as error:  # the connection failed under the reader
+                if not self.closed:
+                    server.logger.info(
+                        '%s: Unexpected error "%s", closing connection', self.sid, error
+                    )
+                break
+            if message is None:  # closed by the client, or refused
+                break
+            try:
+                self.receive(eio_packet.Packet(encoded_packet=message))
+            except eio_exceptions.UnknownPacketError:
+                pass
+            except eio_exceptions.SocketIsClosedError:
+                server.logger.info("Receive error -- socket is closed")
+                break
+            except Exception:  # the boundary of the session's reader
+                server.logger.exception("Unknown receive error")
+                break
+        self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        return []
+
+    def _upgrade_handshake(self, ws):
+        """``2probe``, ``3probe``, ``5``: whether the client completed it."""
+        message = ws.wait()
+        probe = eio_packet.Packet(encoded_packet=message) if message else None
+        if (
+            probe is None
+            or probe.packet_type != eio_packet.PING
+            or (probe.data != "probe")
+        ):
+            self.server.logger.info(
+                "%s: Failed websocket upgrade, no PING packet", self.sid
+            )
+            return False
+        ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+        self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
+        message = ws.wait()
+        upgrade = eio_packet.Packet(encoded_packet=message) if message else None
+        if upgrade is None or upgrade.packet_type != eio_packet.UPGRADE:
+            self.server.logger.info(
+                "%s: Failed websocket upgrade, expected UPGRADE packet, "
+                "received %s instead.",
+                self.sid,
+                message,
+            )
+            return False
+        return True
+
+    def _write_queued_packets(self):
+        """Write what waits in the queue; later packets are written as sent."""
+        queue, frames = self.queue, self._frames
+        while queue.qsize():
+            pkt = queue.get(block=False)
+            queue.task_done()
+            if pkt is None:  # closed meanwhile: what was queued before is out
+                break
+            frames.write(encode_frame(pkt.encode()))
+        self._sends_frames = True
+        if self.closed and not self._websocket.closed:
+            self._websocket.close()
+
 
 class _GuardedWebSocketWSGI(WebSocketWSGI):
     """python-engineio's gevent-websocket adapter, checking what it reads.
@@ -232,7 +344,11 @@ class _GuardedWebSocketWSGI(WebSocketWSGI):
             websocket.handler.max_message_size = (
                 self.session.server.max_http_buffer_size
             )
-            self.session._websocket = websocket
+            session = self.session
+            session._websocket = websocket
+            # gevent-websocket's own frames (a pong, a close) come in line
+            session._frames = FrameWriter(websocket.handler.socket)
+            websocket.raw_write = session._frames.write
         return super().__call__(environ, start_response)
 
     def wait(self):
@@ -282,7 +398,7 @@ def _describe(error):
     return type(error).__name__, text
 
 
-def _cut(websocket, code):
+def _cut(websocket, code, frames):
     """Send a close frame with ``code``, then end the TCP connection.
 
     gevent-websocket's ``close(code)`` sends no code, so the frame is built
@@ -291,18 +407,21 @@ def _cut(websocket, code):
     which can destroy the close frame before the client reads it), then the
     connection is shut down, which wakes any greenlet reading it. ``code``
     ``None`` skips the frame and the wait (a client that does not read:
-    its socket buffer is full, writing would block).
+    its socket buffer is full), and so does a frame cut short by the end
+    of the ``frames`` still waiting.
     """
     raw = getattr(websocket.handler, "socket", None)
+    if frames.abandon():
+        code = None
     if code is not None and not websocket.closed:
-        try:
-            with gevent.Timeout(CLOSE_FRAME_SECONDS):
-                websocket.send_frame(struct.pack("!H", code), websocket.OPCODE_CLOSE)
-            if raw is not None:
+        websocket.send_frame(struct.pack("!H", code), websocket.OPCODE_CLOSE)
+        if frames.join(CLOSE_FRAME_SECONDS) and raw is not None:
+            try:
                 raw.shutdown(socket.SHUT_WR)
                 _drain(raw)
-        except (gevent.Timeout, OSError) as error:  # the peer does not read, or is gone
-            log.debug("close frame not sent: %s", error)
+            except OSError as error:  # the peer is gone
+                log.debug("close frame not sent: %s", error)
+    frames.abandon()
     websocket.closed = True
     if raw is not None:
         try:
