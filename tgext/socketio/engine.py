@@ -18,6 +18,7 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+from . import jsoncodec
 from .context import call_in_context
 from .dispatch import EventDispatcher
 from .exceptions import ConfigurationError
@@ -137,6 +138,7 @@ class SocketIOEngine(socketio.Server):
             transports=options["transports"],
             allow_upgrades=options["allow_upgrades"],
             http_compression=options["http_compression"],
+            json=jsoncodec,
         )
         self.presence = presence_for(self.manager, options)
         self.eio.max_queued_packets = options["max_queued_packets"]
