@@ -1,8 +1,8 @@
 """Draw the benchmark's results as one SVG: ``.venv/bin/python bench/plot.py``.
 
 Reads ``bench/results/latest.json`` (``bench/run.py``: this project against
-raw python-socketio) and, when present, ``bench/results/layers.json``
-(``bench/layers.py``: the bare echo ceiling), and writes
+raw python-socketio and the bare echo ceiling; for results written before the
+echo was part of it, the echo of ``bench/results/layers.json``), and writes
 ``docs/benchmark.svg``: round trips per second at each WebSocket client count
 and over long-polling, and memory per idle connection. Plain SVG written by
 hand, so it needs nothing installed; ``bench/run.py`` calls it at its end.
@@ -22,7 +22,7 @@ COLORS = {"tgext": "#2b6cb0", "raw": "#a0aec0", "echo": "#f6ad55"}
 LABELS = {
     "tgext": "tgext.socketio (TurboGears, @validate)",
     "raw": "raw python-socketio",
-    "echo": "bare WebSocket echo, the ceiling (bench/layers.py)",
+    "echo": "bare WebSocket echo, the ceiling",
 }
 WIDTH, HEIGHT = 760, 330
 PANEL_TOP, PANEL_HEIGHT = 70, 190
@@ -31,13 +31,16 @@ PANEL_TOP, PANEL_HEIGHT = 70, 190
 def groups_of(results, layers):
     """``[(title, unit, [(label, {kind: value})])]`` for the two panels."""
     summary = results["summary"]
+    measured = [kind for kind in ("tgext", "raw", "echo") if kind in summary]
     rates = []
     for clients in results["options"]["clients"]:
         key = str(clients)
-        values = {kind: summary[kind]["round_trips"][key]["rate"] for kind in ("tgext", "raw")}
-        if clients == layers.get("clients"):
+        values = {kind: summary[kind]["round_trips"][key]["rate"] for kind in measured}
+        if "echo" not in values and clients == layers.get("clients"):
             values["echo"] = layers["echo_rate"]
-        rates.append(("%d WS client%s" % (clients, "" if clients == 1 else "s"), values))
+        rates.append(
+            ("%d WS client%s" % (clients, "" if clients == 1 else "s"), values)
+        )
     if "polling" in summary["tgext"]:
         rates.append(
             (
@@ -48,10 +51,13 @@ def groups_of(results, layers):
     memory = [
         (
             "%d idle" % results["options"]["idle_clients"],
-            {kind: summary[kind]["kib_per_connection"] for kind in ("tgext", "raw")},
+            {kind: summary[kind]["kib_per_connection"] for kind in measured},
         )
     ]
-    return [("round trips per second", "", rates), ("KiB per idle connection", "", memory)]
+    return [
+        ("round trips per second", "", rates),
+        ("KiB per idle connection", "", memory),
+    ]
 
 
 def panel(x, width, title, groups):
@@ -93,7 +99,8 @@ def svg(results, layers):
     (rate_title, _, rates), (memory_title, _, memory) = groups_of(results, layers)
     parts = [
         '<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" '
-        'viewBox="0 0 %d %d" font-family="sans-serif">' % (WIDTH, HEIGHT, WIDTH, HEIGHT),
+        'viewBox="0 0 %d %d" font-family="sans-serif">'
+        % (WIDTH, HEIGHT, WIDTH, HEIGHT),
         "<style>.title{font-size:13px;font-weight:bold}.label{font-size:11px;"
         "text-anchor:middle}.value{font-size:9px;text-anchor:middle}"
         ".axis{stroke:#444}.legend{font-size:11px}</style>",
@@ -106,12 +113,16 @@ def svg(results, layers):
     parts += panel(580, 160, memory_title, memory)
     x = 20
     for kind in ("tgext", "raw", "echo"):
-        if kind == "echo" and not layers:
+        if kind == "echo" and not layers and "echo" not in results["summary"]:
             continue
-        parts.append('<rect x="%d" y="%d" width="10" height="10" fill="%s"/>'
-                     % (x, HEIGHT - 22, COLORS[kind]))
-        parts.append('<text x="%d" y="%d" class="legend">%s</text>'
-                     % (x + 14, HEIGHT - 13, LABELS[kind]))
+        parts.append(
+            '<rect x="%d" y="%d" width="10" height="10" fill="%s"/>'
+            % (x, HEIGHT - 22, COLORS[kind])
+        )
+        parts.append(
+            '<text x="%d" y="%d" class="legend">%s</text>'
+            % (x + 14, HEIGHT - 13, LABELS[kind])
+        )
         x += 14 + 7 * len(LABELS[kind]) + 20
     parts.append("</svg>")
     return "\n".join(parts) + "\n"

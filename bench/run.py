@@ -1,9 +1,11 @@
 """tgext.socketio against raw python-socketio: ``.venv/bin/python bench/run.py``.
 
-Each round starts a fresh ``tgext`` and a fresh ``raw`` server
-(``bench/server.py``) and measures them one after the other, metric by metric
-(A, B, A, B...; the order flips every round), so a slow machine or a noisy
-neighbour hurts both alike:
+Each round starts a fresh ``tgext``, ``raw`` and ``echo`` server
+(``bench/server.py``; ``echo`` is the ceiling, a WebSocket loop with no
+Socket.IO) and measures them one after the other, metric by metric (A, B, C,
+A, B, C...; the order flips every round), so a slow machine or a noisy
+neighbour hurts all alike. The echo takes part in what it can serve: memory
+and round trips over WebSocket.
 
 * memory per idle connection: the server's RSS with 1000 idle WebSocket
   clients in ``/pingpong`` minus its RSS before, divided by 1000;
@@ -36,6 +38,8 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCH_DIR)
 RESULTS_FILE = os.path.join(BENCH_DIR, "results", "latest.json")
 KINDS = ("tgext", "raw")
+#: the ceiling: no Socket.IO at all (WebSocket round trips and memory only)
+CEILING = "echo"
 ROUND_TRIP_METRICS = (
     "rate",
     "p50_ms",
@@ -231,15 +235,16 @@ def connect_rate(server, options, mode="connect"):
 
 def run_round(number, options):
     """Both servers, fresh, measured metric by metric in alternating order."""
-    kinds = KINDS if number % 2 == 0 else KINDS[::-1]
-    servers = {kind: Server(kind, options.server_cpu) for kind in kinds}
-    results = {kind: {"round_trips": {}} for kind in kinds}
+    all_kinds = KINDS + (CEILING,) if number % 2 == 0 else (CEILING,) + KINDS[::-1]
+    kinds = [kind for kind in all_kinds if kind != CEILING]
+    servers = {kind: Server(kind, options.server_cpu) for kind in all_kinds}
+    results = {kind: {"round_trips": {}} for kind in all_kinds}
     try:
-        for kind in kinds:
+        for kind in all_kinds:
             log("round %d: %s idle memory" % (number + 1, kind))
             results[kind]["memory"] = idle_memory(servers[kind], options)
         for clients in options.clients:
-            for kind in kinds:
+            for kind in all_kinds:
                 log(
                     "round %d: %s round trips, %d clients" % (number + 1, kind, clients)
                 )
@@ -289,7 +294,7 @@ def run_round(number, options):
 def summarize(rounds, options):
     """Medians over the rounds, per server and metric."""
     summary = {}
-    for kind in KINDS:
+    for kind in KINDS + (CEILING,):
         runs = [r[kind] for r in rounds]
         summary[kind] = {
             "kib_per_connection": statistics.median(
@@ -305,6 +310,8 @@ def summarize(rounds, options):
                 for clients in options.clients
             },
         }
+        if kind == CEILING:
+            continue
         if options.connect_clients:
             summary[kind]["connect_rate"] = statistics.median(
                 run["connect"]["rate"] for run in runs
@@ -337,10 +344,33 @@ def table(title, rows):
     return lines
 
 
-def report(summary, options):
-    tg, raw = summary["tgext"], summary["raw"]
+def ceiling_table(title, rows):
+    """``table`` with the echo ceiling: (label, tgext, raw, echo, format) rows."""
     lines = [
-        "tgext.socketio vs raw python-socketio: medians of %d round(s), %gs per "
+        "",
+        title,
+        "%-14s %10s %10s %10s %10s %10s"
+        % ("", "tgext", "raw", "echo", "tgext/raw", "tgext/echo"),
+    ]
+    for label, tgext, raw, echo, fmt in rows:
+        lines.append(
+            "%-14s %10s %10s %10s %10.2f %10.2f"
+            % (
+                label,
+                fmt % tgext,
+                fmt % raw,
+                fmt % echo,
+                ratio(tgext, raw),
+                ratio(tgext, echo),
+            )
+        )
+    return lines
+
+
+def report(summary, options):
+    tg, raw, echo = summary["tgext"], summary["raw"], summary[CEILING]
+    lines = [
+        "tgext.socketio vs raw python-socketio and the echo ceiling: medians of %d round(s), %gs per "
         "measurement" % (options.rounds, options.seconds),
         "servers on CPU %s, load generator on CPU %s"
         % (options.server_cpu, options.load_cpu),
@@ -355,13 +385,14 @@ def report(summary, options):
             "%.0f",
         ),
     ):
-        lines += table(
+        lines += ceiling_table(
             title,
             [
                 (
                     clients_label(clients),
                     tg["round_trips"][clients][key],
                     raw["round_trips"][clients][key],
+                    echo["round_trips"][clients][key],
                     fmt,
                 )
                 for clients in options.clients
@@ -393,10 +424,18 @@ def report(summary, options):
             "then upgrade to WebSocket (higher is better)" % options.connect_clients,
             [("clients/s", tg["upgrade_rate"], raw["upgrade_rate"], "%.0f")],
         )
-    lines += table(
+    lines += ceiling_table(
         "memory per idle connection, KiB (%d clients; lower is better)"
         % options.idle_clients,
-        [("per conn.", tg["kib_per_connection"], raw["kib_per_connection"], "%.1f")],
+        [
+            (
+                "per conn.",
+                tg["kib_per_connection"],
+                raw["kib_per_connection"],
+                echo["kib_per_connection"],
+                "%.1f",
+            )
+        ],
     )
     lines += cpu_lines(summary, options)
     lines += key_lines(summary, options)
@@ -409,10 +448,11 @@ def cpu_lines(summary, options):
         "",
         "CPU while measuring round trips, % of one core; in brackets, % of the",
         "time it was runnable but waited for its core (taken by other processes)",
-        "%-14s %12s %12s %12s" % ("", "tgext server", "raw server", "load gen."),
+        "%-14s %12s %12s %12s %12s"
+        % ("", "tgext server", "raw server", "echo server", "load gen."),
     ]
     for clients in options.clients:
-        runs = [summary[kind]["round_trips"][clients] for kind in KINDS]
+        runs = [summary[kind]["round_trips"][clients] for kind in KINDS + (CEILING,)]
         cells = [
             "%.0f (%.0f)" % (run["server_cpu_percent"], run["server_wait_percent"])
             for run in runs
@@ -421,7 +461,7 @@ def cpu_lines(summary, options):
         cells.append(
             "%.0f (%.0f)" % (load["load_cpu_percent"], load["load_wait_percent"])
         )
-        lines.append("%-14s %12s %12s %12s" % (clients_label(clients), *cells))
+        lines.append("%-14s %12s %12s %12s %12s" % (clients_label(clients), *cells))
     return lines
 
 
@@ -447,10 +487,25 @@ def key_lines(summary, options):
         "  memory per idle connection       %.2f  target <= 1.20  %s"
         % (value, "ok" if value <= 1.20 else "MISSED")
     )
+    lines += ["", "key figures against the echo ceiling"]
+    for clients in options.clients:
+        value = ratio(
+            tg["round_trips"][clients]["rate"],
+            summary[CEILING]["round_trips"][clients]["rate"],
+        )
+        lines.append(
+            "  round trips, tgext/echo, %-6s %.2f  target >= 0.60  %s"
+            % ("%d cl." % clients, value, "ok" if value >= 0.60 else "MISSED")
+        )
+    kib = tg["kib_per_connection"]
+    lines.append(
+        "  KiB per idle connection          %.1f  target <= 39.1 (40 KB)  %s"
+        % (kib, "ok" if kib <= 40_000 / 1024 else "MISSED")
+    )
 
     measured = [
         summary[kind]["round_trips"][clients]
-        for kind in KINDS
+        for kind in KINDS + (CEILING,)
         for clients in options.clients
     ]
     load_peak = max(run["load_cpu_percent"] for run in measured)
