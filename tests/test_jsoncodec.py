@@ -1,5 +1,6 @@
 """The JSON module given to python-socketio decodes and encodes as the one it
-replaces (python-engineio's ``engineio.json``), and is the one in use."""
+replaces (python-engineio's ``engineio.json``), and is the one in use; the
+packets the engine encodes itself are the bytes python-socketio writes."""
 
 import json
 import math
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tgext.socketio import jsoncodec
+from tgext.socketio.engine import decode_json_event, encode_json_packet
 
 COMPACT = {"separators": (",", ":")}
 
@@ -101,3 +103,49 @@ def test_the_engines_packets_use_it(serve):
         assert engineio.packet.Packet.json is jsoncodec
     finally:
         client.disconnect()
+
+
+@settings(derandomize=True, max_examples=500)
+@given(
+    packet_type=st.sampled_from([socketio.packet.EVENT, socketio.packet.ACK]),
+    namespace=st.sampled_from([None, "/", "/chat", "/a,b"]),
+    data=st.lists(json_values | st.binary(max_size=3), max_size=4),
+    id=st.none() | st.integers(min_value=0, max_value=10**12),
+)
+def test_packets_encode_as_python_socketio_encodes_them(
+    packet_type, namespace, data, id
+):
+    ours = encode_json_packet(packet_type, namespace, data, id)
+    theirs = socketio.packet.Packet(
+        packet_type, data=data, namespace=namespace, id=id
+    ).encode()
+    if ours is None:  # bytes in it: python-socketio's binary packet
+        assert isinstance(theirs, list)
+    else:
+        assert ours == theirs
+
+
+@settings(derandomize=True, max_examples=1000)
+@given(
+    namespace=st.sampled_from(["", "/", "/chat,", "/chat", "/a?b=1,", "/é,", "/,"]),
+    id=st.sampled_from(["", "0", "12", "1" * 100, "1" * 101, "١", "1-"]),
+    data=st.sampled_from(
+        ['["ev"]', '["ev",1,{"a":[2]}]', "[", "[]x", '{"a":1}', "", "-[1]"]
+    ),
+    attachments=st.sampled_from(["", "1-"]),
+)
+def test_events_decode_as_python_socketio_decodes_them(
+    namespace, id, data, attachments
+):
+    text = "2" + attachments + namespace + id + data
+    ours = outcome(decode_json_event, text)
+    if ours == ("value", None):
+        return  # not taken: python-socketio's packet decodes it
+    packet = socketio.packet.Packet()
+    theirs = outcome(packet.decode, text)
+    assert ours[0] == theirs[0]
+    if ours[0] == "value":
+        assert theirs[1] == 0  # no attachments
+        assert ours[1] == (packet.namespace, packet.id, packet.data)
+    else:
+        assert ours[1:] == theirs[1:]

@@ -189,12 +189,8 @@ class EventDispatcher:
             ack_args = list(result)
         else:
             ack_args = [result]
-        engine = self._engine
-        engine._send_packet(
-            instance._tgsio_eio_sid,
-            engine.packet_class(
-                sio_packet.ACK, namespace=instance.ns_name, id=id, data=ack_args
-            ),
+        self._engine.send_socketio_packet(
+            instance._tgsio_eio_sid, sio_packet.ACK, instance.ns_name, ack_args, id
         )
 
 

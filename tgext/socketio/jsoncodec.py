@@ -48,9 +48,13 @@ def loads(text, **options):
     return json.loads(text, **options)
 
 
+#: ``dumps(obj, separators=(",", ":"))``, the form of every Socket.IO packet
+dumps_compact = _compact_encoder.encode
+
+
 def dumps(obj, **options):
     """``json.dumps``; the compact form python-socketio asks for, from a
     prebuilt encoder."""
     if len(options) == 1 and options.get("separators") == _COMPACT:
-        return _compact_encoder.encode(obj)
+        return dumps_compact(obj)
     return json.dumps(obj, **options)

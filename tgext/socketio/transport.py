@@ -190,21 +190,33 @@ class GuardedSocket(eio_socket.Socket):
             del self.server.sockets[self.sid]
 
     def send(self, pkt):
-        if not self._sends_frames:
-            super().send(pkt)
-            backlog = self.queue.qsize()
+        if self._sends_frames:
+            self._write(pkt.encode(), pkt.packet_type, pkt.data)
+            return
+        super().send(pkt)
+        self._bound_backlog(self.queue.qsize())
+
+    def send_message(self, text):
+        """Send the Engine.IO MESSAGE ``text``, as ``send`` would send its packet."""
+        if self._sends_frames:
+            self._write("4" + text, eio_packet.MESSAGE, text)
         else:
-            if not self.check_ping_timeout():
-                return
-            frames = self._frames
-            frames.write(encode_frame(pkt.encode()))
-            backlog = frames.backlog
-            self.server.logger.info(
-                "%s: Sending packet %s data %s",
-                self.sid,
-                eio_packet.packet_names[pkt.packet_type],
-                "<binary>" if isinstance(pkt.data, bytes) else pkt.data,
-            )
+            self.send(eio_packet.Packet(eio_packet.MESSAGE, data=text))
+
+    def _write(self, encoded, packet_type, data):
+        if not self.check_ping_timeout():
+            return
+        frames = self._frames
+        frames.write(encode_frame(encoded))
+        self.server.logger.info(
+            "%s: Sending packet %s data %s",
+            self.sid,
+            eio_packet.packet_names[packet_type],
+            "<binary>" if isinstance(data, bytes) else data,
+        )
+        self._bound_backlog(frames.backlog)
+
+    def _bound_backlog(self, backlog):
         limit = self.server.max_queued_packets
         if limit is not None and backlog > limit and self.rejected is None:
             self.reject(
@@ -271,7 +283,10 @@ class GuardedSocket(eio_socket.Socket):
             if message is None:  # closed by the client, or refused
                 break
             try:
-                self.receive(eio_packet.Packet(encoded_packet=message))
+                if type(message) is str and message[:1] == "4":
+                    self._receive_message(message[1:])
+                else:
+                    self.receive(eio_packet.Packet(encoded_packet=message))
             except eio_exceptions.UnknownPacketError:
                 pass
             except eio_exceptions.SocketIsClosedError:
@@ -282,6 +297,16 @@ class GuardedSocket(eio_socket.Socket):
                 break
         self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
         return []
+
+    def _receive_message(self, data):
+        """What ``receive`` does with a text MESSAGE (``wait`` let through only
+        those holding a Socket.IO packet), without decoding a packet first."""
+        server = self.server
+        server.logger.info("%s: Received packet MESSAGE data %s", self.sid, data)
+        try:
+            server.handlers["message"](self.sid, data)
+        except Exception:  # the boundary python-engineio's _trigger_event keeps
+            server.logger.exception("message handler error")
 
     def _upgrade_handshake(self, ws):
         """``2probe``, ``3probe``, ``5``: whether the client completed it."""
