@@ -24,13 +24,14 @@ import struct
 import time
 
 import gevent
+import gevent.queue
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
 from engineio import socket as eio_socket
 from engineio.async_drivers.gevent import WebSocketWSGI
 
 from .memory import trimmer
-from .websocket import FrameWriter, InvalidMessage, encode_frame
+from .websocket import FrameWriter, InvalidMessage, SocketReader, encode_frame
 
 log = logging.getLogger(__name__)
 
@@ -345,8 +346,41 @@ class GuardedSocket(eio_socket.Socket):
                 break
             frames.write(encode_frame(pkt.encode()))
         self._sends_frames = True
+        # python-engineio's, unused from now on: the long-poll pending at the
+        # upgrade took the NOOP put for it, and later ones get a NOOP
+        # without polling (handle_get_request, once upgraded)
+        self.queue = _NO_QUEUE
         if self.closed and not self._websocket.closed:
             self._websocket.close()
+
+
+class _NoQueue:
+    """The queue of a session that writes its packets as they are sent.
+
+    python-engineio's (a gevent ``JoinableQueue``, 2.5 KiB a session) only
+    carries packets to long-polling GETs; on WebSocket nothing reads it
+    once the upgrade ended, and ``close()`` only puts its end marker in it.
+    """
+
+    __slots__ = ()
+
+    def put(self, item, *args, **kwargs):
+        pass
+
+    def get(self, *args, **kwargs):
+        raise gevent.queue.Empty()
+
+    def qsize(self):
+        return 0
+
+    def task_done(self):
+        pass
+
+    def join(self, timeout=None):
+        return True
+
+
+_NO_QUEUE = _NoQueue()
 
 
 class _GuardedWebSocketWSGI(WebSocketWSGI):
@@ -366,10 +400,11 @@ class _GuardedWebSocketWSGI(WebSocketWSGI):
     def __call__(self, environ, start_response):
         websocket = environ.get("wsgi.websocket")
         if websocket is not None:
-            websocket.handler.max_message_size = (
-                self.session.server.max_http_buffer_size
-            )
             session = self.session
+            if isinstance(websocket.stream, SocketReader):
+                # on the reader, not the HTTP handler: a new attribute there
+                # grew its dict by 1.5 KiB per connection
+                websocket.stream.max_message_size = session.server.max_http_buffer_size
             session._websocket = websocket
             # gevent-websocket's own frames (a pong, a close) come in line
             session._frames = FrameWriter(websocket.handler.socket)

@@ -72,10 +72,10 @@ def unmask(payload, mask):
 class BoundedWebSocket(WebSocket):
     """A gevent-websocket ``WebSocket`` that refuses oversized messages early.
 
-    The limit is the handler's ``max_message_size`` (bytes, ``None`` for
-    none), set by whoever reads the connection (the Engine.IO session, from
-    its ``max_http_buffer_size``). No new slot, so the handler can turn the
-    ``WebSocket`` it made into this class in place.
+    The limit is the ``max_message_size`` of its :class:`SocketReader`
+    (bytes, ``None`` for none), set by whoever reads the connection (the
+    Engine.IO session, from its ``max_http_buffer_size``). No new slot, so
+    the handler can turn the ``WebSocket`` it made into this class in place.
     """
 
     __slots__ = ()
@@ -134,7 +134,7 @@ class BoundedWebSocket(WebSocket):
         if stream is None:  # closed by gevent-websocket
             return None
         read = stream.read
-        limit = getattr(self.handler, "max_message_size", None)
+        limit = getattr(stream, "max_message_size", None)
         opcode = None
         parts = []
         size = 0
@@ -224,12 +224,14 @@ class SocketReader:
     ``read`` returns fewer bytes than asked only at the end of the stream.
     """
 
-    __slots__ = ("_socket", "_buffer", "_offset")
+    __slots__ = ("_socket", "_buffer", "_offset", "max_message_size")
 
     def __init__(self, sock, received=b""):
         self._socket = sock
         self._buffer = received
         self._offset = 0
+        #: the largest message ``BoundedWebSocket`` reads (``None``: any)
+        self.max_message_size = None
 
     def read(self, size):
         buffer = self._buffer
