@@ -182,3 +182,18 @@ def test_frames_are_the_bytes_gevent_websocket_writes(size, kind):
     opcode = 0x1 if kind is str else 0x2
     expected = Header.encode_header(True, opcode, b"", len(payload), 0) + payload
     assert encode_frame(message) == expected
+
+
+def test_a_small_message_over_a_small_limit_is_refused(serve):
+    """Messages under 126 bytes are read in one step; the limit holds there too."""
+    server = serve({"io": Frames}, config={"socketio.max_http_buffer_size": 60})
+    client = RawClient(server)
+    assert client.text().startswith("0{")
+    client.sock.sendall(masked("40%s," % NAMESPACE))
+    assert client.text().startswith("40%s," % NAMESPACE)
+    client.sock.sendall(masked('42%s,1["add",1,2]' % NAMESPACE))  # 23 bytes
+    assert client.text() == "43%s,1[3]" % NAMESPACE
+    client.sock.sendall(masked('42%s,2["echo","%s"]' % (NAMESPACE, "x" * 50)))  # 73
+    opcode, payload = client.frame()
+    assert (opcode, payload[:2]) == (0x8, struct.pack("!H", 1009))
+    client.close()

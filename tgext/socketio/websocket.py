@@ -133,8 +133,23 @@ class BoundedWebSocket(WebSocket):
         stream = self.stream
         if stream is None:  # closed by gevent-websocket
             return None
-        read = stream.read
         limit = getattr(stream, "max_message_size", None)
+        if type(stream) is SocketReader:
+            frame = stream.small_message()
+            if frame is not None:  # the common case, in one step
+                opcode, payload = frame
+                if limit is not None and len(payload) > limit:
+                    raise MessageTooBig(
+                        "a message of over %d bytes (the limit is %d)"
+                        % (len(payload), limit)
+                    )
+                if opcode == self.OPCODE_BINARY:
+                    return payload
+                try:
+                    return payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise NotUTF8("a text message that is not UTF-8") from None
+        read = stream.read
         opcode = None
         parts = []
         size = 0
@@ -213,6 +228,9 @@ def _read_payload(read, length, mask):
     return payload
 
 
+#: the first byte of a final, unfragmented text or binary frame, RSV bits clear
+_SMALL_MESSAGE_FIRST_BYTES = (0x81, 0x82)
+
 #: bytes asked of the socket at once when reading frames
 RECV_SIZE = 16384
 
@@ -232,6 +250,28 @@ class SocketReader:
         self._offset = 0
         #: the largest message ``BoundedWebSocket`` reads (``None``: any)
         self.max_message_size = None
+
+    def small_message(self):
+        """``(opcode, unmasked payload)`` of the next frame if it is a whole
+        message already received: final, masked, text or binary, under 126
+        bytes (what nearly every event is); else ``None``, reading nothing."""
+        buffer = self._buffer
+        start = self._offset
+        if len(buffer) - start < 6 or buffer[start] not in _SMALL_MESSAGE_FIRST_BYTES:
+            return None
+        second = buffer[start + 1]
+        if second < 0x80 or second == 0xFE or second == 0xFF:
+            return None  # unmasked, or a 16- or 64-bit length
+        end = start + second - 0x80 + 6
+        if end > len(buffer):
+            return None
+        mask = buffer[start + 2 : start + 6]
+        payload = buffer[start + 6 : end]
+        if end == len(buffer):
+            self._buffer, self._offset = b"", 0
+        else:
+            self._offset = end
+        return buffer[start] & 0x0F, unmask(payload, mask) if payload else payload
 
     def read(self, size):
         buffer = self._buffer
