@@ -138,17 +138,8 @@ class BoundedWebSocket(WebSocket):
             frame = stream.small_message()
             if frame is not None:  # the common case, in one step
                 opcode, payload = frame
-                if limit is not None and len(payload) > limit:
-                    raise MessageTooBig(
-                        "a message of over %d bytes (the limit is %d)"
-                        % (len(payload), limit)
-                    )
-                if opcode == self.OPCODE_BINARY:
-                    return payload
-                try:
-                    return payload.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise NotUTF8("a text message that is not UTF-8") from None
+                _check_size(len(payload), limit)
+                return _message(opcode, payload)
         read = stream.read
         opcode = None
         parts = []
@@ -193,21 +184,28 @@ class BoundedWebSocket(WebSocket):
             elif frame_opcode != self.OPCODE_CONTINUATION or opcode is None:
                 raise InvalidMessage("a frame of opcode %d out of place" % frame_opcode)
             size += length
-            if limit is not None and size > limit:
-                # refused on the header's word, before reading the payload
-                raise MessageTooBig(
-                    "a message of over %d bytes (the limit is %d)" % (size, limit)
-                )
+            _check_size(size, limit)  # on the header's word, before the payload
             parts.append(_read_payload(read, length, mask))
             if first & 0x80:
                 break
-        message = parts[0] if len(parts) == 1 else b"".join(parts)
-        if opcode == self.OPCODE_BINARY:
-            return message
-        try:
-            return message.decode("utf-8")
-        except UnicodeDecodeError:
-            raise NotUTF8("a text message that is not UTF-8") from None
+        return _message(opcode, parts[0] if len(parts) == 1 else b"".join(parts))
+
+
+def _check_size(size, limit):
+    if limit is not None and size > limit:
+        raise MessageTooBig(
+            "a message of over %d bytes (the limit is %d)" % (size, limit)
+        )
+
+
+def _message(opcode, payload):
+    """A binary message as bytes, a text one as ``str`` once checked UTF-8."""
+    if opcode == WebSocket.OPCODE_BINARY:
+        return payload
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotUTF8("a text message that is not UTF-8") from None
 
 
 def _read_length(read, size):
