@@ -197,3 +197,33 @@ def test_a_small_message_over_a_small_limit_is_refused(serve):
     opcode, payload = client.frame()
     assert (opcode, payload[:2]) == (0x8, struct.pack("!H", 1009))
     client.close()
+
+
+def test_under_gevent_websockets_own_handler_the_limit_holds_too():
+    """Served by pywsgi with gevent-websocket's handler (not ours: messages
+    are read whole, then checked), the app still works and refuses a
+    message over the limit with close code 1009."""
+    from gevent.pywsgi import WSGIServer
+    from geventwebsocket.handler import WebSocketHandler
+
+    from .conftest import build_app, controller_for
+
+    app = build_app(
+        controller_for({"io": Frames}), config={"socketio.max_http_buffer_size": 100}
+    )
+    server = WSGIServer(("127.0.0.1", 0), app, handler_class=WebSocketHandler)
+    server.start()
+    try:
+        url = "ws://127.0.0.1:%d/socketio/?EIO=4&transport=websocket" % server.server_port
+        sock = websocket.create_connection(url, timeout=5)
+        assert sock.recv().startswith("0{")
+        sock.send("40%s," % NAMESPACE)
+        assert sock.recv().startswith("40%s," % NAMESPACE)
+        sock.send('42%s,1["add",2,3]' % NAMESPACE)
+        assert sock.recv() == "43%s,1[5]" % NAMESPACE
+        sock.send('42%s,2["echo","%s"]' % (NAMESPACE, "x" * 200))
+        opcode, data = sock.recv_data(control_frame=True)
+        assert (opcode, data[:2]) == (websocket.ABNF.OPCODE_CLOSE, struct.pack("!H", 1009))
+        sock.shutdown()
+    finally:
+        server.stop()

@@ -31,7 +31,13 @@ from engineio import socket as eio_socket
 from engineio.async_drivers.gevent import WebSocketWSGI
 
 from .memory import trimmer
-from .websocket import FrameWriter, InvalidMessage, SocketReader, encode_frame
+from .websocket import (
+    MESSAGE_TOO_BIG,
+    FrameWriter,
+    InvalidMessage,
+    SocketReader,
+    encode_frame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -392,6 +398,11 @@ class _GuardedWebSocketWSGI(WebSocketWSGI):
     reader yields, so a client sending without pause shares the loop.
     """
 
+    #: the size limit, checked here once a message is read, where the
+    #: server is not ours and reads messages without it (our frame reader
+    #: refuses them on their header)
+    _read_limit = None
+
     def __init__(self, session):
         super().__init__(session._websocket_handler, session.server)
         self.session = session
@@ -401,10 +412,13 @@ class _GuardedWebSocketWSGI(WebSocketWSGI):
         websocket = environ.get("wsgi.websocket")
         if websocket is not None:
             session = self.session
+            limit = session.server.max_http_buffer_size
             if isinstance(websocket.stream, SocketReader):
                 # on the reader, not the HTTP handler: a new attribute there
                 # grew its dict by 1.5 KiB per connection
-                websocket.stream.max_message_size = session.server.max_http_buffer_size
+                websocket.stream.max_message_size = limit
+            else:
+                self._read_limit = limit
             session._websocket = websocket
             # gevent-websocket's own frames (a pong, a close) come in line
             session._frames = FrameWriter(websocket.handler.socket)
@@ -421,6 +435,13 @@ class _GuardedWebSocketWSGI(WebSocketWSGI):
             session.reject(str(error), error.code)
             return None
         if message is None:
+            return None
+        limit = self._read_limit
+        if limit is not None and len(message) > limit:
+            session.reject(
+                "a message of over %d bytes (the limit is %d)" % (limit, limit),
+                MESSAGE_TOO_BIG,
+            )
             return None
         if isinstance(message, str):
             bad = _bad_text_packet(message)
