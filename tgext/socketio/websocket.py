@@ -1,4 +1,5 @@
-"""gevent-websocket's connection, reading messages under a size limit at C speed.
+"""gevent-websocket's connection: its frames read under a size limit at C
+speed, and written without a greenlet per connection.
 
 gevent-websocket reads a whole message before anyone can look at its size,
 unmasks it byte by byte in Python and checks its UTF-8 twice, in Python too
@@ -8,6 +9,11 @@ is refused as soon as a frame header announces more than the limit, the
 payload is unmasked by ``wsaccel`` (or by one big-integer XOR), and text is
 checked by ``bytes.decode``. Measured (``bench/README.rst``), per 1 MB
 message: 51 ms unmasking in gevent-websocket, 0.5 ms with ``wsaccel``.
+
+Frames are read from the socket by a :class:`SocketReader`, which holds only
+what it has not handed out yet, and written by a :class:`FrameWriter`, which
+writes from the sender and needs a greenlet only while a client does not
+take what it is sent.
 """
 
 import collections
@@ -357,9 +363,12 @@ class FrameWriter:
         pending = self._pending
         if pending is None:
             if self._direct:
-                fileno = self._socket.fileno()  # -1 once closed: never reused
+                fileno = self._socket.fileno()
+                if fileno < 0:  # closed: the number may be another socket's now
+                    self.failed = True
+                    return
                 try:
-                    sent = os.write(fileno, data) if fileno >= 0 else 0
+                    sent = os.write(fileno, data)
                 except BlockingIOError:
                     sent = 0
                 except OSError as error:
