@@ -498,3 +498,23 @@ def test_bad_settings_name_the_key(config, message):
     with pytest.raises(ConfigurationError) as failure:
         create_backend(config)
     assert message in str(failure.value)
+
+
+def test_server_stop_closes_the_backends_redis_connections(serve, redis_server, wait_for):
+    """Publishing opened a pooled connection: the server's stop closes it
+    rather than leaving it to the garbage collector."""
+    import redis
+
+    admin = redis.Redis.from_url(redis_server)
+    try:
+        before = len(admin.client_list())
+        server = serve({"news": News}, config=redis_config(redis_server))
+        client = RawClient(server)
+        assert client.call("subscribe", "room", "stop") == ["room-stop"]
+        client.call("publish", "room-stop", "hello")
+        assert len(admin.client_list()) > before
+        client.close()
+        server.stop()
+        wait_for(lambda: len(admin.client_list()) == before)
+    finally:
+        admin.close()

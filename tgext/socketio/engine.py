@@ -608,10 +608,17 @@ def _client_manager(options):
 
 
 def _close_client_manager(manager):
-    """Close the Redis connection a message queue manager listens on."""
+    """Close the Redis connections of a message queue manager: the one it
+    listens on, and those it publishes on (redis-py's pool)."""
+    closers = []
     pubsub = getattr(manager, "pubsub", None)  # RedisManager's redis-py PubSub
     if pubsub is not None:
+        closers.append(pubsub.close)
+    pool = getattr(getattr(manager, "redis", None), "connection_pool", None)
+    if pool is not None:
+        closers.append(pool.disconnect)
+    for close in closers:
         try:
-            pubsub.close()
+            close()
         except Exception as error:  # a connection already lost
             log.debug("closing the message queue connection failed: %s", error)

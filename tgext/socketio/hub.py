@@ -217,11 +217,20 @@ class PubSubHub:
             ) from error
 
     def close(self):
-        """End every channel's backend subscription and listener."""
+        """End every channel's backend subscription and listener, and close
+        the backend's connections (redis-py's pool, which publishing uses):
+        left to the garbage collector, a socket may be finalized before the
+        connection that would have closed it."""
         channels, self._channels = list(self._channels.values()), {}
         for channel in channels:
             channel.groups.clear()
             self._stop(channel)
+        pool = getattr(self.backend, "connection_pool", None)
+        if pool is not None:
+            try:
+                pool.disconnect()
+            except Exception as error:  # a connection already lost
+                log.debug("closing the pub/sub backend's connections failed: %s", error)
 
     # -- the listener of one channel ------------------------------------------
 
