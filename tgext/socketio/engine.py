@@ -491,8 +491,9 @@ def encode_json_packet(packet_type, namespace, data, id=None):
 class _TrackedEngineIOServer(engineio.Server):
     """python-engineio's server, keeping its background greenlets to end them.
 
-    A closed session's ping greenlet would otherwise sleep on for up to
-    ``ping_interval``, and the message queue's listener forever.
+    The ping-timeout sweep and the message queue's listener would otherwise
+    run on after the engine closed (pings come from each session's timer,
+    writes from their senders: neither is a task here).
     """
 
     def __init__(self, *args, **kwargs):
