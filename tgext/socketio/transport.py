@@ -439,7 +439,7 @@ class _GuardedWebSocketWSGI(WebSocketWSGI):
         limit = self._read_limit
         if limit is not None and len(message) > limit:
             session.reject(
-                "a message of over %d bytes (the limit is %d)" % (limit, limit),
+                "a message of %d bytes (the limit is %d)" % (len(message), limit),
                 MESSAGE_TOO_BIG,
             )
             return None
