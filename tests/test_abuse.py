@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import struct
+import sys
 import time
 
 import gevent
@@ -21,7 +22,7 @@ import websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tgext.socketio import BaseNamespace
+from tgext.socketio import BaseNamespace, memory
 from tgext.socketio.runtime import runtime_of
 from tgext.socketio.transport import MESSAGES_PER_TURN
 
@@ -609,6 +610,35 @@ def test_churn_returns_to_baseline(watched, transport):
     # retire within two periods of IDLE_WORKER_SECONDS (5 s) of light load
     baseline.settle(timeout=25)
     witness.assert_healthy()
+
+
+def test_the_tables_a_wave_filled_are_rebuilt_small_after_it_left(server, wait_for):
+    """Sessions, handlers and workers are kept in dicts and sets that keep
+    the size of their fullest moment: the trim after a wave rebuilds them."""
+    (engine,) = runtime_of(server.app_config).engines
+
+    def tables():
+        return {
+            "sessions": engine.eio.sockets,
+            "connections": engine._connections,
+            "instances": engine._instances,
+            "environ": engine.environ,
+            "workers": engine._dispatcher._workers,
+            "handlers": server._server._handlers,
+        }
+
+    clients = [raw_websocket(server) for _ in range(300)]
+    for sock in clients:  # handlers that wait: a worker each
+        sock.send('42%s,["slow"]' % NAMESPACE)
+    wait_for(lambda: len(engine._dispatcher._workers) >= 100, timeout=10)
+    peak = {name: sys.getsizeof(table) for name, table in tables().items()}
+    for sock in clients:
+        close_raw(sock)
+    wait_for(lambda: sessions(server) == 0, timeout=10)
+    wait_for(lambda: not engine._dispatcher._workers, timeout=20)  # retired
+    memory.trimmer._trim_now(0)
+    for name, table in tables().items():
+        assert sys.getsizeof(table) < min(peak[name] / 10, 2048), name
 
 
 def test_a_closed_session_is_freed_without_the_cycle_collector(server, wait_for):

@@ -1,6 +1,7 @@
 """The trim pass that follows a wave of closing sessions (tgext.socketio.memory)."""
 
 import gc
+import sys
 import time
 
 import gevent
@@ -69,3 +70,41 @@ def test_the_first_trim_waits_for_the_last_close_of_a_wave(monkeypatch):
     assert passes, "no trim within 3 s"
     assert passes[0] - started >= 0.5  # 0.3 s after the second close
     trimmer._pending.kill()
+
+
+class _Owner:
+    pass
+
+
+def test_watched_tables_are_rebuilt_at_their_present_size():
+    """A dict or set keeps the table of its largest size when entries go:
+    after a wave of clients the sessions' tables held 100-500 KiB each."""
+    owner = _Owner()
+    owner.sessions = {"sid%d" % number: number for number in range(5000)}
+    owner.handlers = set(range(5000))
+    sessions, handlers = owner.sessions, owner.handlers
+    for number in range(2, 5000):
+        del sessions["sid%d" % number]
+        handlers.discard(number)
+    peak = sys.getsizeof(sessions), sys.getsizeof(handlers)
+    trimmer = memory.MemoryTrimmer()
+    trimmer._trim = lambda pad: 1
+    for name in ("sessions", "handlers", "not_there"):
+        trimmer.watch_table(owner, name)
+    trimmer._trim_now(0)
+    assert owner.sessions is sessions and owner.handlers is handlers  # in place
+    assert sessions == {"sid0": 0, "sid1": 1} and list(sessions) == ["sid0", "sid1"]
+    assert handlers == {0, 1}
+    assert sys.getsizeof(sessions) < peak[0] / 50
+    assert sys.getsizeof(handlers) < peak[1] / 50
+
+
+def test_a_table_owner_that_ends_is_no_longer_watched():
+    trimmer = memory.MemoryTrimmer()
+    owner = _Owner()
+    owner.table = {}
+    trimmer.watch_table(owner, "table")
+    del owner
+    gc.collect()
+    trimmer.watch_table(_Owner(), "table")  # the next registration sweeps
+    assert len(trimmer._tables) == 1

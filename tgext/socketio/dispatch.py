@@ -25,6 +25,7 @@ from socketio import packet as sio_packet
 
 from . import wire
 from ._tg import pop_request_locals, push_request_locals
+from .memory import trimmer
 from .namespace import DENIED, is_refusal
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class EventDispatcher:
         self._idle_low = 0
         self._trim_at = time.monotonic() + IDLE_WORKER_SECONDS
         self._workers = set()
+        trimmer.watch_table(self, "_workers")
 
     def submit(self, instance, id, data):
         """Queue one event (``data`` is ``[name, *args]``) for ``instance``."""

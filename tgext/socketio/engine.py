@@ -24,6 +24,7 @@ from .context import call_in_context
 from .dispatch import EventDispatcher
 from .exceptions import ConfigurationError
 from .keys import REQUEST_LOCALS_KEY
+from .memory import trimmer
 from .namespace import DENIED, is_refusal
 from .presence import presence_for
 from .transport import GuardedSocket
@@ -157,6 +158,10 @@ class SocketIOEngine(socketio.Server):
         )
         node_id = options["node_id"]
         self.eio.session_prefix = SESSION_PREFIX or (node_id + "." if node_id else "")
+        # an entry per connection: rebuilt small after a wave of clients left
+        for name in ("_connections", "_instances", "environ"):
+            trimmer.watch_table(self, name)
+        trimmer.watch_table(self.eio, "sockets")
 
     def _engineio_server_class(self):
         return _TrackedEngineIOServer

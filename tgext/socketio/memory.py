@@ -24,7 +24,11 @@ start a minute after the clients left). So before trimming:
 * CPython's attribute lookup cache is emptied: it holds the name of each of
   its last 4,096 lookups, and a name built per request (TurboGears dispatch
   looks up each path segment, a new string every time) is a new object
-  each time.
+  each time;
+* the tables that held every connection (sessions by id, handlers, worker
+  greenlets: registered with :meth:`MemoryTrimmer.watch_table`) are rebuilt
+  at their present size: a dict or set keeps the table of its largest size
+  when entries go (100-500 KiB each after 3,000 clients).
 """
 
 import ctypes
@@ -33,6 +37,7 @@ import gc
 import logging
 import sys
 import time
+import weakref
 
 import gevent
 
@@ -66,6 +71,22 @@ def _clear_free_lists():
         gc.unfreeze()
 
 
+def _shrink(table):
+    """Rebuild a dict or set in place if a copy of it is smaller.
+
+    In place, so every reference to it stays good; nothing here runs Python
+    code (no switch to another greenlet between clear and update), but an
+    iterator over the table would lose its place: only tables nobody
+    iterates across a switch are watched.
+    """
+    if type(table) not in (dict, set):
+        return
+    copy = type(table)(table)
+    if sys.getsizeof(copy) < sys.getsizeof(table):
+        table.clear()
+        table.update(copy)
+
+
 def _malloc_trim():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -82,6 +103,13 @@ class MemoryTrimmer:
         self._pending = None
         self._closed_since = 0  # sessions closed since the last trim
         self._last_close = 0.0
+        self._tables = []  # (weakref to owner, attribute name)
+
+    def watch_table(self, owner, name):
+        """Shrink ``owner.<name>`` (a dict or set that holds an entry per
+        connection) at each trim, for as long as ``owner`` lives."""
+        self._tables = [(ref, attr) for ref, attr in self._tables if ref() is not None]
+        self._tables.append((weakref.ref(owner), name))
 
     def session_closed(self):
         if self._trim is None:
@@ -116,6 +144,10 @@ class MemoryTrimmer:
 
     def _trim_now(self, closed):
         started = time.monotonic()
+        for owner, name in self._tables:
+            owner = owner()
+            if owner is not None:
+                _shrink(getattr(owner, name, None))
         _clear_free_lists()
         _clear_lookup_cache()
         try:

@@ -15,6 +15,7 @@ from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import WebSocket
 
 from .keys import SERVER_KEY
+from .memory import trimmer
 from .websocket import BoundedWebSocket
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,10 @@ class SocketIOServer(WSGIServer):
         self.one_request_per_connection = False
         self.stopping = False
         self._handlers = set()
+        # an entry per connection (gevent-websocket's ``clients`` too):
+        # rebuilt small after a wave of clients left
+        trimmer.watch_table(self, "_handlers")
+        trimmer.watch_table(self, "clients")
         if runtime is not None:
             self.own(runtime)
 
