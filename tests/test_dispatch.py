@@ -1,11 +1,12 @@
 """on_<event> dispatch, the packet parameter, acknowledgements, callbacks,
 binary data, call(), auth and the default namespace, over every transport."""
+
 import gevent
 import pytest
 import socketio
 from gevent.queue import Queue
 
-from tgext.socketio import BaseNamespace
+from tgext.socketio import BaseNamespace, wire
 
 TRANSPORTS = ["websocket", "polling", "upgrade"]
 
@@ -150,8 +151,10 @@ def test_events_of_one_namespace_are_handled_in_arrival_order(serve):
 
 
 def test_slow_handler_does_not_block_other_namespaces_or_pings(serve):
-    server = serve({"echo": Echo, "other": Echo},
-                   config={"socketio.ping_interval": 0.2, "socketio.ping_timeout": 0.5})
+    server = serve(
+        {"echo": Echo, "other": Echo},
+        config={"socketio.ping_interval": 0.2, "socketio.ping_timeout": 0.5},
+    )
     client = server.connect(namespaces=["/echo", "/other"])
     client.emit("slow_then_fast", ("slow", 1.5), namespace="/echo")
     # the other namespace answers at once, and pings keep the client alive
@@ -175,14 +178,21 @@ def test_burst_of_fifty_emits_is_handled_in_order(serve, transport):
     client = server.connect(namespaces=["/echo"], transport=transport)
     acks = Queue()
     for number in range(50):
-        client.emit("add", (number, 1000), namespace="/echo",
-                    callback=lambda total: acks.put(total))
+        client.emit(
+            "add",
+            (number, 1000),
+            namespace="/echo",
+            callback=lambda total: acks.put(total),
+        )
     assert [acks.get(timeout=10) for _ in range(50)] == list(range(1000, 1050))
 
 
 def test_slow_handler_of_one_client_does_not_delay_another_client(serve):
     server = serve({"echo": Echo})
-    slow, fast = server.connect(namespaces=["/echo"]), server.connect(namespaces=["/echo"])
+    slow, fast = (
+        server.connect(namespaces=["/echo"]),
+        server.connect(namespaces=["/echo"]),
+    )
     order = collect(slow, "order")
     slow.emit("slow_then_fast", ("slow", 1.5), namespace="/echo")
     assert fast.call("add", (20, 22), namespace="/echo", timeout=1) == 42
@@ -221,12 +231,66 @@ def test_idle_workers_retire_after_a_burst(serve, monkeypatch, wait_for):
 
     def workers():
         gc.collect()
-        return [obj for obj in gc.get_objects()
-                if isinstance(obj, gevent.Greenlet) and not obj.dead
-                and getattr(getattr(obj, "_run", None), "__func__", None)
-                is EventDispatcher._work]
+        return [
+            obj
+            for obj in gc.get_objects()
+            if isinstance(obj, gevent.Greenlet)
+            and not obj.dead
+            and getattr(getattr(obj, "_run", None), "__func__", None)
+            is EventDispatcher._work
+        ]
 
     assert len(workers()) == 64  # the burst's workers, trimmed to the limit
     # Idle workers blocked waiting for work used to stay for good; now a
     # worker idle for IDLE_WORKER_SECONDS retires: none is left.
     wait_for(lambda: not workers(), timeout=10)
+
+
+def test_event_names_stay_checked_past_the_bound_of_the_names_remembered(serve):
+    """The name -> method table is bounded (names are what clients send):
+    once it has been emptied, names are checked again, not let through."""
+    from tgext.socketio import namespace as namespace_module
+
+    bound = namespace_module._EVENT_METHODS_BOUND
+    server = serve({"echo": Echo})
+    client = server.connect(namespaces=["/echo"])
+    errors = collect(client, "error")
+    for number in range(bound + 10):
+        client.emit("no_such_%d" % number, namespace="/echo")
+    for name in ("1st", "bad-name", "no_such_0"):
+        client.emit(name, namespace="/echo")
+    assert client.call("two words", "y", namespace="/echo", timeout=5) == "two words: y"
+    refused = [errors.get(timeout=5) for _ in range(bound + 13)]
+    assert len(namespace_module._event_methods) <= bound
+    unallowed = ("unallowed_event_name", wire.UNALLOWED_EVENT_NAME_MESSAGE)
+    assert refused[-3:] == [
+        unallowed,
+        unallowed,
+        ("no_such_method", 'The method "on_no_such_0" was not found'),
+    ]
+
+
+def test_exception_handler_decorator_set_on_an_instance_is_used(serve):
+    """Whether a class has one is remembered; an instance's own is looked
+    for at every event."""
+    calls = []
+
+    class Decorated(Echo):
+        def on_decorate_me(self):
+            def wrap(method):
+                def wrapped(*args):
+                    calls.append(method.__name__)
+                    return method(*args)
+
+                return wrapped
+
+            self.exception_handler_decorator = wrap
+            return "set"
+
+    server = serve({"echo": Decorated})
+    client = server.connect(namespaces=["/echo"])
+    assert client.call("add", (1, 2), namespace="/echo", timeout=5) == 3
+    assert calls == []
+    assert client.call("decorate_me", namespace="/echo", timeout=5) == "set"
+    assert client.call("add", (2, 2), namespace="/echo", timeout=5) == 4
+    assert calls == ["on_add"]

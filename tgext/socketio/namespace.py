@@ -109,6 +109,34 @@ def method_shape(method):
     return shape
 
 
+# event name -> its method's name, or None for a name 0.0.x refuses; names
+# are what clients send, so the table is emptied when it grows past its bound
+_event_methods = {}
+_EVENT_METHODS_BOUND = 1024
+
+
+def _method_name_of_event(name):
+    """``on_<name>`` (:func:`wire.method_name_for_event`) if ``name`` is an
+    allowed event name, else ``None``."""
+    try:
+        return _event_methods[name]
+    except (KeyError, TypeError):  # new, or not a string at all
+        pass
+    if not isinstance(name, str):
+        return None
+    method_name = (
+        wire.method_name_for_event(name) if wire.EVENT_NAME.match(name) else None
+    )
+    if len(_event_methods) >= _EVENT_METHODS_BOUND:
+        _event_methods.clear()
+    _event_methods[name] = method_name
+    return method_name
+
+
+# namespace class -> whether it defines exception_handler_decorator
+_decorated_classes = {}
+
+
 class BaseNamespace:
     """One client's view of one namespace; subclass it and add ``on_<event>``.
 
@@ -223,7 +251,8 @@ class BaseNamespace:
     def process_event(self, packet):
         """Call ``on_<event>`` for an event packet, after checking its name."""
         name = packet["name"]
-        if not isinstance(name, str) or not wire.EVENT_NAME.match(name):
+        method_name = _method_name_of_event(name)
+        if method_name is None:
             self.error(wire.UNALLOWED_EVENT_NAME, wire.UNALLOWED_EVENT_NAME_MESSAGE)
             return DENIED
         args = packet["args"]
@@ -233,9 +262,7 @@ class BaseNamespace:
             data = args[0] if args else None
             packet_type = "message" if isinstance(data, str) else "json"
             return self.process_packet(dict(packet, type=packet_type, data=data))
-        return self.call_method_with_acl(
-            wire.method_name_for_event(name), packet, *args
-        )
+        return self.call_method_with_acl(method_name, packet, *args)
 
     def call_method_with_acl(self, method_name, packet, *args):
         """Call ``method_name`` if the ACL allows it, else send the denial."""
@@ -267,7 +294,16 @@ class BaseNamespace:
         return self._tgsio_wrapped(method)(*args)
 
     def _tgsio_wrapped(self, method):
-        if hasattr(self, "exception_handler_decorator"):
+        # asked per event: looked up on the class once (a failed hasattr()
+        # builds an AttributeError each time), on the instance every time
+        cls = type(self)
+        try:
+            decorated = _decorated_classes[cls]
+        except KeyError:
+            decorated = _decorated_classes[cls] = hasattr(
+                cls, "exception_handler_decorator"
+            )
+        if decorated or "exception_handler_decorator" in self.__dict__:
             return self.exception_handler_decorator(method)
         return method
 

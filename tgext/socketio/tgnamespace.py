@@ -40,7 +40,14 @@ class SocketIOTGNamespace(BaseNamespace):
         intents = _tg.validation_intents(method)
         if not intents:
             return super()._tgsio_run(method, shape, args)
-        config = _tg.current_app_config()  # the dict itself: no proxy per lookup
+        # the dict itself, not TG's proxy: the config of the context the
+        # dispatcher pushed for this instance
+        request_locals = getattr(self, "_tgsio_request_locals", None)
+        config = (
+            request_locals.config
+            if request_locals is not None
+            else _tg.current_app_config()
+        )
         failures = _tg.validation_exceptions(config)
         params = dict(zip(shape.names, args))
         for intent in intents:
