@@ -294,3 +294,28 @@ def test_exception_handler_decorator_set_on_an_instance_is_used(serve):
     assert client.call("decorate_me", namespace="/echo", timeout=5) == "set"
     assert client.call("add", (2, 2), namespace="/echo", timeout=5) == 4
     assert calls == ["on_add"]
+
+
+def test_packets_sent_are_traced_at_debug_only(serve, caplog):
+    """python-engineio's per-packet INFO line comes at DEBUG (a TG
+    development.ini sets the root logger to INFO)."""
+    import logging
+
+    server = serve({"echo": Echo})
+    client = server.connect(namespaces=["/echo"])
+    trace = "tgext.socketio.engine.packets.engineio"
+
+    def traced():
+        return [
+            r
+            for r in caplog.records
+            if r.name == trace and "Sending packet MESSAGE" in r.getMessage()
+        ]
+
+    with caplog.at_level(logging.INFO, logger=trace):
+        assert client.call("add", (1, 2), namespace="/echo", timeout=5) == 3
+    assert traced() == []
+    with caplog.at_level(logging.DEBUG, logger=trace):
+        assert client.call("add", (2, 2), namespace="/echo", timeout=5) == 4
+    (line,) = traced()
+    assert line.levelno == logging.DEBUG and "3/echo," in line.getMessage()

@@ -95,6 +95,26 @@ def test_float_edge_values_encode_alike():
         )
 
 
+def test_an_encoding_that_failed_leaves_nothing_for_the_next():
+    """The prebuilt encoder's cycle check remembers the containers it is in:
+    a failure midway must not make them look circular to the next call."""
+    box = {"a": [1, {1, 2}]}  # a set: not JSON
+    assert outcome(jsoncodec.dumps, [box], **COMPACT) == outcome(
+        engineio.json.dumps, [box], **COMPACT
+    )
+    assert outcome(jsoncodec.dumps, [box], **COMPACT)[0] == "error"
+    box["a"].pop()
+    assert jsoncodec.dumps([box, box], **COMPACT) == '[{"a":[1]},{"a":[1]}]'
+    circular = [box]
+    circular.append(circular)
+    assert outcome(jsoncodec.dumps, circular, **COMPACT) == (
+        "error",
+        ValueError,
+        "Circular reference detected",
+    )
+    assert jsoncodec.dumps(box, **COMPACT) == '{"a":[1]}'
+
+
 def test_the_engines_packets_use_it(serve):
     server = serve({})
     client = server.connect()

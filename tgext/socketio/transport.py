@@ -213,15 +213,17 @@ class GuardedSocket(eio_socket.Socket):
     def _write(self, encoded, packet_type, data):
         if not self.check_ping_timeout():
             return
-        frames = self._frames
-        frames.write(encode_frame(encoded))
-        self.server.logger.info(
-            "%s: Sending packet %s data %s",
-            self.sid,
-            eio_packet.packet_names[packet_type],
-            "<binary>" if isinstance(data, bytes) else data,
-        )
-        self._bound_backlog(frames.backlog)
+        backlog = self._frames.write(encode_frame(encoded))
+        logger = self.server.logger
+        if logger.isEnabledFor(logging.DEBUG):  # python-engineio's line, at DEBUG
+            logger.info(
+                "%s: Sending packet %s data %s",
+                self.sid,
+                eio_packet.packet_names[packet_type],
+                "<binary>" if isinstance(data, bytes) else data,
+            )
+        if backlog:
+            self._bound_backlog(backlog)
 
     def _bound_backlog(self, backlog):
         limit = self.server.max_queued_packets

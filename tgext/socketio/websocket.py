@@ -357,29 +357,31 @@ class FrameWriter:
         return 0 if pending is None else len(pending)
 
     def write(self, data):
-        """Write ``data`` (bytes) after what was written before."""
+        """Write ``data`` (bytes) after what was written before; the backlog
+        then (0: all written, or dropped on a failed connection)."""
         if self.failed:
-            return
+            return 0
         pending = self._pending
         if pending is None:
             if self._direct:
                 fileno = self._socket.fileno()
                 if fileno < 0:  # closed: the number may be another socket's now
                     self.failed = True
-                    return
+                    return 0
                 try:
                     sent = os.write(fileno, data)
                 except BlockingIOError:
                     sent = 0
                 except OSError as error:
                     self._fail(error)
-                    return
+                    return 0
                 if sent == len(data):
-                    return
+                    return 0
                 data = data[sent:]
             self._pending = pending = collections.deque()
             self._flusher = gevent.spawn(self._flush)
         pending.append(data)
+        return len(pending)
 
     def join(self, timeout):
         """Wait up to ``timeout`` seconds for the pending frames to be written;
