@@ -133,7 +133,8 @@ def _method_name_of_event(name):
     return method_name
 
 
-# namespace class -> whether it defines exception_handler_decorator
+# namespace class -> whether it defines exception_handler_decorator; classes
+# are few (they are code), so no eviction
 _decorated_classes = {}
 
 
