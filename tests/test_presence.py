@@ -4,6 +4,7 @@ client whose TCP connection is cut leaves the list at its ping timeout."""
 import json
 import uuid
 
+import gevent
 import pytest
 import requests
 import websocket
@@ -107,7 +108,41 @@ def test_members_of_a_process_that_died_expire(redis_server, monkeypatch, wait_f
     alive.add("/lobby", None, "from-the-live-one")
     wait_for(lambda: alive.participants("/lobby") == [
         "from-the-dead-process", "from-the-live-one"])
-    dead._worker.kill()  # the process dies: no renewal, no removal
+    dead._stop_renewing()  # the process dies: no renewal, no removal
     dead._redis.connection_pool.disconnect()  # its sockets die with it
     wait_for(lambda: alive.participants("/lobby") == ["from-the-live-one"], timeout=5)
     alive.close()
+
+
+def test_close_ends_the_renewing_greenlet_between_two_operations(
+    redis_server, wait_for
+):
+    """Killed in the middle of a Redis operation, the greenlet could leave a
+    socket redis-py was connecting unclosed: it is told to stop instead."""
+    from tgext.socketio import presence
+
+    members = presence.RedisPresence(redis_server, "presence-" + uuid.uuid4().hex)
+    members.add("/lobby", None, "someone")
+    wait_for(lambda: members.participants("/lobby") == ["someone"])
+    worker = members._worker
+    members.close()
+    assert worker.dead and worker.value is None  # returned: a kill leaves GreenletExit
+
+
+def test_close_while_redis_is_away_ends_the_retrying_greenlet_at_once():
+    import socket
+    import time
+
+    from tgext.socketio import presence
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = "redis://127.0.0.1:%d/0" % probe.getsockname()[1]
+    members = presence.RedisPresence(url, "presence-" + uuid.uuid4().hex)
+    members.add("/lobby", None, "someone")  # the worker fails, then waits 1 s
+    gevent.sleep(0.2)
+    assert members._failing
+    started = time.monotonic()
+    members.close()
+    assert time.monotonic() - started < 0.5
+    assert members._worker.dead and members._worker.value is None

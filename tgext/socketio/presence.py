@@ -64,6 +64,7 @@ class RedisPresence:
         self._rooms_of = {}  # sid -> set of keys
         self._pending = []  # ("add" | "remove", key, sid), in order
         self._wake = Event()
+        self._stopped = Event()
         self._failing = False
         self._worker = gevent.spawn(self._run)
 
@@ -100,7 +101,7 @@ class RedisPresence:
 
     def close(self):
         """Take this process's members out of Redis and stop renewing them."""
-        self._worker.kill(timeout=1)
+        self._stop_renewing()
         pending = [
             ("remove", key, sid)
             for key, sids in self._memberships.items()
@@ -114,6 +115,18 @@ class RedisPresence:
         except Exception as error:  # Redis away: the members expire anyway
             log.debug("presence: could not remove members at close: %s", error)
         self._redis.close()
+
+    def _stop_renewing(self, timeout=1):
+        """End the renewing greenlet between two Redis operations.
+
+        Killed in the middle of one, redis-py (5.0) leaves a socket it was
+        connecting unclosed, for the garbage collector to find. It is killed
+        only if the operation it is in outlasts ``timeout`` seconds.
+        """
+        self._stopped.set()
+        self._wake.set()
+        self._worker.join(timeout)
+        self._worker.kill(timeout=1)
 
     def _drop_local(self, key, sid):
         sids = self._memberships.get(key)
@@ -150,9 +163,12 @@ class RedisPresence:
 
     def _run(self):
         next_renewal = time.monotonic() + HEARTBEAT
-        while True:
+        stopped = self._stopped
+        while not stopped.is_set():
             self._wake.wait(timeout=max(0, next_renewal - time.monotonic()))
             self._wake.clear()
+            if stopped.is_set():
+                return
             try:
                 self._flush()
                 if time.monotonic() >= next_renewal:
@@ -165,7 +181,7 @@ class RedisPresence:
                 if not self._failing:
                     log.warning("presence: Redis unavailable (%s); retrying", error)
                     self._failing = True
-                gevent.sleep(1)
+                stopped.wait(timeout=1)
 
 
 def presence_for(manager, options):
