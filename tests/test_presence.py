@@ -129,6 +129,31 @@ def test_close_ends_the_renewing_greenlet_between_two_operations(
     assert worker.dead and worker.value is None  # returned: a kill leaves GreenletExit
 
 
+def test_close_closes_its_redis_connections(redis_server, wait_for):
+    """redis-py 5.0's Redis.close() leaves its pool's connections open: a
+    socket left to the collector may be finalized unclosed."""
+    import redis
+
+    from tgext.socketio import presence
+
+    observer = redis.Redis.from_url(redis_server)
+
+    def connected():
+        return {client["id"] for client in observer.client_list()}
+
+    try:
+        before = connected()
+        members = presence.RedisPresence(redis_server, "presence-" + uuid.uuid4().hex)
+        members.add("/lobby", None, "someone")
+        wait_for(lambda: members.participants("/lobby") == ["someone"])
+        its_own = connected() - before
+        assert its_own
+        members.close()
+        wait_for(lambda: not its_own & connected())
+    finally:
+        observer.connection_pool.disconnect()
+
+
 def test_close_while_redis_is_away_ends_the_retrying_greenlet_at_once():
     import socket
     import time

@@ -394,25 +394,13 @@ def test_200_clients_subscribe_and_leave_half_dropping_tcp(serve, redis_server, 
         wait_for(lambda: len(news_connections(server)) == connections_before, timeout=10)
 
     round_trip()  # warms the dispatcher's reusable workers up
-    collect_quietly()
+    gc.collect()
     baseline, open_fds = live_greenlets(), len(os.listdir("/proc/self/fd"))
     round_trip()
-    collect_quietly()
+    gc.collect()
     # every greenlet and every file descriptor is back to the baseline
     wait_for(lambda: live_greenlets() <= baseline, timeout=10)
     wait_for(lambda: len(os.listdir("/proc/self/fd")) <= open_fds, timeout=10)
-
-
-def collect_quietly():
-    """``gc.collect()``, not failing on a socket object the collector finalizes
-    unclosed: seen intermittently in whole-suite runs on the lowest versions
-    (never with this file alone). Most likely the socket redis-py 5.0 left
-    when presence's greenlet was killed mid-connect (fixed: it is stopped
-    between operations now); kept until whole-suite runs show it gone. Its
-    descriptor is closed by then; open descriptors are counted instead."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
 
 
 def news_connections(server):

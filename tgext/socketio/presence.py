@@ -114,7 +114,12 @@ class RedisPresence:
             self._flush()
         except Exception as error:  # Redis away: the members expire anyway
             log.debug("presence: could not remove members at close: %s", error)
-        self._redis.close()
+        # redis-py 5.0's Redis.close() leaves the pool's connections open, for
+        # the collector, which may finalize a socket before its connection
+        try:
+            self._redis.connection_pool.disconnect()
+        except Exception as error:  # a connection already lost
+            log.debug("presence: closing the Redis connections failed: %s", error)
 
     def _stop_renewing(self, timeout=1):
         """End the renewing greenlet between two Redis operations.
