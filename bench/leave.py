@@ -54,12 +54,12 @@ def main(argv=None):
         finally:
             server.stop()
     print("RSS, MB: baseline, then after %d clients left" % options.clients)
-    print("%-6s %9s %9s %9s %9s" % ("", "baseline", "30 s", "60 s", "60 s/base"))
+    print("%-15s %9s %9s %9s %9s" % ("", "baseline", "30 s", "60 s", "60 s/base"))
     for kind, result in results.items():
         base = result["baseline_kib"]
         after = [result["after_%ds_kib" % at] for at in samples]
         print(
-            "%-6s %9.1f %9.1f %9.1f %9.2f"
+            "%-15s %9.1f %9.1f %9.1f %9.2f"
             % (kind, base / 1024, after[0] / 1024, after[1] / 1024, after[1] / base)
         )
     os.makedirs(os.path.join(BENCH_DIR, "results"), exist_ok=True)

@@ -1,4 +1,4 @@
-"""One benchmark server: ``python bench/server.py tgext|raw|echo``.
+"""One benchmark server: ``python bench/server.py tgext|raw|echo|...``.
 
 Every kind answers the event ``ping`` on the namespace ``/pingpong`` with the
 event ``pong`` ``{"sound": "pong"}`` and is served by the same
@@ -16,6 +16,9 @@ application differs:
     takes gevent-websocket's connection, sends the Engine.IO open packet,
     answers the namespace join, then answers every message with the same
     prebuilt ``pong`` frame, decoding nothing (WebSocket only).
+``tgext-pymalloc``, ``tgext-malloc``
+    ``tgext`` with ``socketio.malloc_above`` ``off`` (new objects always from
+    CPython's allocator) or ``0`` (always from the C library's malloc).
 
 The server listens on 127.0.0.1 (port 0 picks a free one), prints its port on
 a line of its own once listening, and serves until killed.
@@ -26,6 +29,7 @@ from gevent import monkey
 monkey.patch_all()  # before tg is imported: its request locals must be greenlet-local
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -40,13 +44,13 @@ PINGPONG_DIR = os.path.join(
 )
 
 
-def tgext_app():
+def tgext_app(**settings):
     """The ping-pong example app, as ``gearbox serve`` would build it."""
     sys.path.insert(0, PINGPONG_DIR)
     from app import make_app
 
     check_monkey_patching()
-    return make_app()
+    return make_app(**settings)
 
 
 class PingPong(socketio.Namespace):
@@ -90,7 +94,15 @@ def echo_app():
     return app
 
 
-APPS = {"tgext": tgext_app, "raw": raw_app, "echo": echo_app}
+APPS = {
+    "tgext": tgext_app,
+    "raw": raw_app,
+    "echo": echo_app,
+    # the ping-pong example with new objects always from CPython's allocator,
+    # or always from malloc (bench/leave.py, bench/allocator.py)
+    "tgext-pymalloc": functools.partial(tgext_app, **{"socketio.malloc_above": "off"}),
+    "tgext-malloc": functools.partial(tgext_app, **{"socketio.malloc_above": "0"}),
+}
 
 
 def main(argv=None):

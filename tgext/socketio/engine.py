@@ -152,6 +152,7 @@ class SocketIOEngine(socketio.Server):
         )
         self.presence = presence_for(self.manager, options)
         self.eio.max_queued_packets = options["max_queued_packets"]
+        trimmer.malloc_above = options["malloc_above"]
         self._attachment_limits = (
             options["max_attachments"],
             options["max_attachment_bytes"] or options["max_http_buffer_size"],
@@ -519,8 +520,11 @@ class _TrackedEngineIOServer(engineio.Server):
         changes class in place.
         """
         socket = self.sockets.get(sid)
+        if socket is None:
+            return
         if type(socket) is engineio.socket.Socket:
             socket.__class__ = GuardedSocket
+        trimmer.session_opened(socket)
 
     def generate_id(self):
         return self.session_prefix + super().generate_id()

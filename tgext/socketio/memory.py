@@ -29,6 +29,14 @@ start a minute after the clients left). So before trimming:
   greenlets: registered with :meth:`MemoryTrimmer.watch_table`) are rebuilt
   at their present size: a dict or set keeps the table of its largest size
   when entries go (100-500 KiB each after 3,000 clients).
+
+Even so, the few long-lived objects made while a wave leaves (a counter, a
+timestamp) kept some ten arenas (1.17 times the start a minute after 3,000
+clients left). So while more than ``socketio.malloc_above`` sessions are
+open, new objects come from the C library's ``malloc``
+(:mod:`tgext.socketio.allocator`), which trimming gives back a page at a
+time; CPython's allocator takes over again at the trim that follows the
+wave, once no session closed for ``TRIM_INTERVAL`` seconds.
 """
 
 import ctypes
@@ -40,6 +48,8 @@ import time
 import weakref
 
 import gevent
+
+from .allocator import AllocatorSwitch
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +114,12 @@ class MemoryTrimmer:
         self._closed_since = 0  # sessions closed since the last trim
         self._last_close = 0.0
         self._tables = []  # (weakref to owner, attribute name)
+        self._open = weakref.WeakSet()  # the sessions of every engine
+        self.watch_table(self._open, "data")
+        self.allocator = AllocatorSwitch()
+        #: ``socketio.malloc_above``: open sessions past which new objects
+        #: come from malloc (None: never); the last engine made sets it
+        self.malloc_above = None
 
     def watch_table(self, owner, name):
         """Shrink ``owner.<name>`` (a dict or set that holds an entry per
@@ -111,7 +127,26 @@ class MemoryTrimmer:
         self._tables = [(ref, attr) for ref, attr in self._tables if ref() is not None]
         self._tables.append((weakref.ref(owner), name))
 
-    def session_closed(self):
+    def session_opened(self, session):
+        open_sessions = self._open
+        open_sessions.add(session)
+        above = self.malloc_above
+        if (
+            above is not None
+            and len(open_sessions) > above
+            and self._trim is not None
+            and not self.allocator.using_malloc
+            and self.allocator.use_malloc()
+        ):
+            log.info(
+                "%d sessions open (socketio.malloc_above = %d): new objects "
+                "come from malloc until they leave",
+                len(open_sessions),
+                above,
+            )
+
+    def session_closed(self, session):
+        self._open.discard(session)
         if self._trim is None:
             return
         self._closed_since += 1
@@ -154,11 +189,23 @@ class MemoryTrimmer:
             self._trim(0)
         except Exception as error:  # never worth failing for
             log.debug("malloc_trim failed: %s", error)
+        if not closed and not self._closed_since and self.allocator.using_malloc:
+            self._back_to_pymalloc()
         log.debug(
             "%d sessions closed: memory trimmed in %.1f ms",
             closed,
             1000 * (time.monotonic() - started),
         )
+
+    def _back_to_pymalloc(self):
+        """After a wave: what it left is trimmed, no session closed since the
+        last trim, and no more than ``malloc_above`` sessions are open."""
+        above = self.malloc_above
+        if above is None or len(self._open) <= above:
+            if self.allocator.use_pymalloc():
+                log.info(
+                    "%d sessions open: new objects come from pymalloc", len(self._open)
+                )
 
 
 trimmer = MemoryTrimmer()

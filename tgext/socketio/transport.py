@@ -171,7 +171,7 @@ class GuardedSocket(eio_socket.Socket):
             timer, self._ping_timer = self._ping_timer, None
             if timer is not None:
                 timer.close()
-            trimmer.session_closed()
+            trimmer.session_closed(self)
 
     def reject(self, reason, code=1008):
         """Refuse this session's input: log ``reason``, end the session.

@@ -1,0 +1,169 @@
+"""Where new Python objects come from (tgext.socketio.allocator), and the
+switch to malloc while many sessions are open (tgext.socketio.memory), with
+a live server and real clients."""
+
+import gc
+import logging
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import pytest
+
+from tgext.socketio import BaseNamespace, memory
+from tgext.socketio.allocator import AllocatorSwitch
+
+
+def small_objects(count):
+    return ["%08d" % number for number in range(count)]
+
+
+@pytest.fixture(autouse=True)
+def on_pymalloc():
+    """Each test starts on pymalloc: a test with more sessions open than
+    ``socketio.malloc_above`` may have switched the process to malloc."""
+    assert memory.trimmer.allocator.use_pymalloc()
+
+
+@pytest.fixture
+def switch():
+    """A switch of the test's own, left on pymalloc."""
+    switch = AllocatorSwitch()
+    assert switch.available, "CPython with pymalloc: the suite runs on it"
+    yield switch
+    switch.use_pymalloc()
+
+
+def test_new_objects_come_from_malloc_until_switched_back(switch):
+    """pymalloc counts its blocks (sys.getallocatedblocks); blocks from
+    malloc are not counted while they are allocated."""
+    gc.collect()
+    before = sys.getallocatedblocks()
+    assert switch.use_malloc() and switch.using_malloc
+    from_malloc = small_objects(100_000)
+    assert sys.getallocatedblocks() - before < 1_000
+    assert switch.use_pymalloc() and not switch.using_malloc
+    before = sys.getallocatedblocks()
+    from_pymalloc = small_objects(100_000)
+    assert sys.getallocatedblocks() - before > 99_000
+    assert from_malloc == from_pymalloc
+
+
+def test_objects_of_either_allocator_are_freed_and_resized_under_the_other(switch):
+    switch.use_malloc()
+    from_malloc = [small_objects(10), {}, []]
+    switch.use_pymalloc()
+    from_pymalloc = [small_objects(10), {}, []]
+    switch.use_malloc()
+    for held in (from_malloc, from_pymalloc):
+        held[1].update(dict.fromkeys(range(1000)))  # resized by the other one
+        held[2].extend(range(1000))
+    del from_pymalloc
+    switch.use_pymalloc()
+    from_malloc[1].update(dict.fromkeys(range(1000, 5000)))
+    assert len(from_malloc[1]) == 5000 and len(from_malloc[2]) == 1000
+    del from_malloc
+    gc.collect()
+
+
+def test_an_allocator_installed_over_it_is_left_alone(switch):
+    """tracemalloc installs its hooks over the allocator: replacing them
+    would break it, so the switch stops switching."""
+    tracemalloc.start()
+    try:
+        assert not switch.use_malloc()
+        assert not switch.available and not switch.using_malloc
+        traced = tracemalloc.get_traced_memory()[0]
+        held = small_objects(10_000)
+        assert tracemalloc.get_traced_memory()[0] > traced + 100_000
+        del held
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "option", ["-Xdev", "-Xtracemalloc", "-Xutf8"], ids=["dev", "tracemalloc", "plain"]
+)
+def test_only_plain_pymalloc_is_switched(option):
+    """Under debug hooks, tracemalloc or PYTHONMALLOC it does nothing."""
+    script = textwrap.dedent(
+        """
+        from tgext.socketio.allocator import AllocatorSwitch
+        switch = AllocatorSwitch()
+        print(switch.available, switch.use_malloc(), switch.use_pymalloc())
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, option, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    expected = "True True True" if option == "-Xutf8" else "False False False"
+    assert result.stdout.split("\n")[0] == expected
+
+
+def test_python_malloc_environment_is_left_alone():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from tgext.socketio.allocator import AllocatorSwitch; "
+            "print(AllocatorSwitch().available)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONMALLOC": "malloc"},
+    )
+    assert result.stdout.strip() == "False", result.stderr
+
+
+class Quiet(BaseNamespace):
+    def on_add(self, a, b):
+        return a + b
+
+
+@pytest.fixture
+def quick_trims(monkeypatch):
+    monkeypatch.setattr(memory, "TRIM_DELAY", 0.2)
+    monkeypatch.setattr(memory, "TRIM_INTERVAL", 0.5)
+    assert memory.trimmer.allocator.available
+    yield
+    memory.trimmer.allocator.use_pymalloc()
+
+
+def test_past_malloc_above_sessions_objects_come_from_malloc_until_the_wave_left(
+    serve, quick_trims, wait_for, caplog
+):
+    server = serve({"quiet": Quiet}, config={"socketio.malloc_above": 1000})
+    assert memory.trimmer.malloc_above == 1000  # set by the engine
+    # sessions still open: LiveServer's handshake, other tests' leftovers
+    above = memory.trimmer.malloc_above = len(memory.trimmer._open) + 3
+    allocator = memory.trimmer.allocator
+    caplog.set_level(logging.INFO, "tgext.socketio.memory")
+    clients = [server.connect(namespaces=["/quiet"]) for _ in range(3)]
+    assert not allocator.using_malloc
+    clients.append(server.connect(namespaces=["/quiet"]))
+    assert allocator.using_malloc
+    assert (
+        "%d sessions open (socketio.malloc_above = %d)" % (above + 1, above)
+        in caplog.text
+    )
+    assert all(
+        client.call("add", (1, 2), namespace="/quiet", timeout=5) == 3
+        for client in clients
+    )
+    clients.pop().disconnect()  # 3 left: back once the trims after it ran
+    wait_for(lambda: not allocator.using_malloc, timeout=5)
+    assert "%d sessions open: new objects come from pymalloc" % above in caplog.text
+    assert clients[0].call("add", (2, 2), namespace="/quiet", timeout=5) == 4
+
+
+def test_malloc_above_off_never_switches(serve, quick_trims):
+    server = serve({"quiet": Quiet}, config={"socketio.malloc_above": "off"})
+    clients = [server.connect(namespaces=["/quiet"]) for _ in range(5)]
+    assert clients[-1].call("add", (1, 2), namespace="/quiet", timeout=5) == 3
+    assert not memory.trimmer.allocator.using_malloc
