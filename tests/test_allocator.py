@@ -4,11 +4,14 @@ a live server and real clients."""
 
 import gc
 import logging
+import os
 import subprocess
 import sys
 import textwrap
 import tracemalloc
+import weakref
 
+import gevent
 import pytest
 
 from tgext.socketio import BaseNamespace, memory
@@ -19,10 +22,25 @@ def small_objects(count):
     return ["%08d" % number for number in range(count)]
 
 
+def allocator_options():
+    """What this test process runs under that the switch must leave alone."""
+    return [
+        name
+        for name, set_ in (
+            ("-X dev", sys.flags.dev_mode),
+            ("tracemalloc", tracemalloc.is_tracing()),
+            ("PYTHONMALLOC", os.environ.get("PYTHONMALLOC")),
+        )
+        if set_
+    ]
+
+
 @pytest.fixture(autouse=True)
 def on_pymalloc():
     """Each test starts on pymalloc: a test with more sessions open than
     ``socketio.malloc_above`` may have switched the process to malloc."""
+    if allocator_options():
+        pytest.skip("the suite runs under %s" % ", ".join(allocator_options()))
     assert memory.trimmer.allocator.use_pymalloc()
 
 
@@ -30,7 +48,7 @@ def on_pymalloc():
 def switch():
     """A switch of the test's own, left on pymalloc."""
     switch = AllocatorSwitch()
-    assert switch.available, "CPython with pymalloc: the suite runs on it"
+    assert switch.available, "CPython 3.10-3.13 with pymalloc: the suite runs on it"
     yield switch
     switch.use_pymalloc()
 
@@ -51,35 +69,42 @@ def test_new_objects_come_from_malloc_until_switched_back(switch):
 
 
 def test_objects_of_either_allocator_are_freed_and_resized_under_the_other(switch):
-    switch.use_malloc()
+    assert switch.use_malloc()
     from_malloc = [small_objects(10), {}, []]
-    switch.use_pymalloc()
+    assert switch.use_pymalloc()
     from_pymalloc = [small_objects(10), {}, []]
-    switch.use_malloc()
+    assert switch.use_malloc()
     for held in (from_malloc, from_pymalloc):
         held[1].update(dict.fromkeys(range(1000)))  # resized by the other one
         held[2].extend(range(1000))
     del from_pymalloc
-    switch.use_pymalloc()
+    assert switch.use_pymalloc()
     from_malloc[1].update(dict.fromkeys(range(1000, 5000)))
     assert len(from_malloc[1]) == 5000 and len(from_malloc[2]) == 1000
     del from_malloc
     gc.collect()
 
 
-def test_an_allocator_installed_over_it_is_left_alone(switch):
+@pytest.mark.parametrize("on_malloc", [False, True], ids=["on pymalloc", "on malloc"])
+def test_an_allocator_installed_over_it_is_left_alone_while_it_is(
+    switch, on_malloc, caplog
+):
     """tracemalloc installs its hooks over the allocator: replacing them
-    would break it, so the switch stops switching."""
+    would break it, so nothing is switched until it is gone."""
+    assert switch.use_malloc() if on_malloc else True
     tracemalloc.start()
     try:
-        assert not switch.use_malloc()
-        assert not switch.available and not switch.using_malloc
+        assert not (switch.use_pymalloc() if on_malloc else switch.use_malloc())
+        assert switch.using_malloc is on_malloc
+        assert "an allocator is installed over CPython's" in caplog.text
         traced = tracemalloc.get_traced_memory()[0]
         held = small_objects(10_000)
         assert tracemalloc.get_traced_memory()[0] > traced + 100_000
         del held
     finally:
         tracemalloc.stop()
+    assert switch.use_pymalloc() if on_malloc else switch.use_malloc()
+    assert switch.using_malloc is not on_malloc
 
 
 @pytest.mark.parametrize(
@@ -94,11 +119,17 @@ def test_only_plain_pymalloc_is_switched(option):
         print(switch.available, switch.use_malloc(), switch.use_pymalloc())
         """
     )
+    environ = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("PYTHON")
+    }
     result = subprocess.run(
         [sys.executable, option, "-c", script],
         capture_output=True,
         text=True,
         timeout=60,
+        env=environ,
     )
     assert result.returncode == 0, result.stderr
     expected = "True True True" if option == "-Xutf8" else "False False False"
@@ -128,21 +159,28 @@ class Quiet(BaseNamespace):
 
 @pytest.fixture
 def quick_trims(monkeypatch):
+    """Trims within a second, counting only the sessions the test opens."""
+    trimmer = memory.trimmer
+    pending = trimmer._pending  # an earlier test's, waiting its 6 s out
+    if pending is not None:
+        pending.kill()
+    monkeypatch.setattr(trimmer, "_closed_since", 0)
     monkeypatch.setattr(memory, "TRIM_DELAY", 0.2)
     monkeypatch.setattr(memory, "TRIM_INTERVAL", 0.5)
-    assert memory.trimmer.allocator.available
-    yield
-    memory.trimmer.allocator.use_pymalloc()
+    monkeypatch.setattr(trimmer, "_open", weakref.WeakSet())
+    yield trimmer
+    trimmer.allocator.use_pymalloc()
 
 
 def test_past_malloc_above_sessions_objects_come_from_malloc_until_the_wave_left(
-    serve, quick_trims, wait_for, caplog
+    serve, quick_trims, wait_for, caplog, monkeypatch
 ):
     server = serve({"quiet": Quiet}, config={"socketio.malloc_above": 1000})
-    assert memory.trimmer.malloc_above == 1000  # set by the engine
-    # sessions still open: LiveServer's handshake, other tests' leftovers
-    above = memory.trimmer.malloc_above = len(memory.trimmer._open) + 3
-    allocator = memory.trimmer.allocator
+    assert quick_trims.malloc_above == 1000  # set by the engine
+    quick_trims._open.clear()  # LiveServer's handshake
+    above = 3
+    monkeypatch.setattr(quick_trims, "malloc_above", above)
+    allocator = quick_trims.allocator
     caplog.set_level(logging.INFO, "tgext.socketio.memory")
     clients = [server.connect(namespaces=["/quiet"]) for _ in range(3)]
     assert not allocator.using_malloc
@@ -157,13 +195,26 @@ def test_past_malloc_above_sessions_objects_come_from_malloc_until_the_wave_left
         for client in clients
     )
     clients.pop().disconnect()  # 3 left: back once the trims after it ran
-    wait_for(lambda: not allocator.using_malloc, timeout=5)
-    assert "%d sessions open: new objects come from pymalloc" % above in caplog.text
+
+    def turnover():  # clients keep coming and going meanwhile, 3 at most
+        while True:
+            clients.pop().disconnect()
+            wait_for(lambda: len(quick_trims._open) < above)
+            clients.append(server.connect(namespaces=["/quiet"]))
+            gevent.sleep(0.1)
+
+    coming_and_going = gevent.spawn(turnover)
+    try:
+        wait_for(lambda: not allocator.using_malloc, timeout=5)
+    finally:
+        coming_and_going.kill()
+    assert "sessions open: new objects come from pymalloc" in caplog.text
     assert clients[0].call("add", (2, 2), namespace="/quiet", timeout=5) == 4
 
 
 def test_malloc_above_off_never_switches(serve, quick_trims):
     server = serve({"quiet": Quiet}, config={"socketio.malloc_above": "off"})
+    assert quick_trims.malloc_above is None
     clients = [server.connect(namespaces=["/quiet"]) for _ in range(5)]
     assert clients[-1].call("add", (1, 2), namespace="/quiet", timeout=5) == 3
-    assert not memory.trimmer.allocator.using_malloc
+    assert not quick_trims.allocator.using_malloc

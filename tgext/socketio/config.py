@@ -160,7 +160,7 @@ OPTIONS = (
         "a whole number of sessions, or off",
         "open sessions (of the whole process) past which new Python objects "
         "come from the C library's malloc instead of CPython's allocator, "
-        "until they have left: an event costs 6-16% more meanwhile, and the "
+        "until no more are open: an event costs 6-16% more meanwhile, and the "
         "memory goes back to the system after a wave of clients; "
         "``off``: never (see Bad input and limits)",
     ),

@@ -32,11 +32,13 @@ start a minute after the clients left). So before trimming:
 
 Even so, the few long-lived objects made while a wave leaves (a counter, a
 timestamp) kept some ten arenas (1.17 times the start a minute after 3,000
-clients left). So while more than ``socketio.malloc_above`` sessions are
+clients left). So once more than ``socketio.malloc_above`` sessions are
 open, new objects come from the C library's ``malloc``
 (:mod:`tgext.socketio.allocator`), which trimming gives back a page at a
-time; CPython's allocator takes over again at the trim that follows the
-wave, once no session closed for ``TRIM_INTERVAL`` seconds.
+time; CPython's allocator takes over again at the second trim of a wave
+that finds no more than ``malloc_above`` sessions open (``TRIM_INTERVAL``
+after the first, when what the leaving clients held is freed). Where the C
+library cannot trim, nothing is switched.
 """
 
 import ctypes
@@ -189,7 +191,7 @@ class MemoryTrimmer:
             self._trim(0)
         except Exception as error:  # never worth failing for
             log.debug("malloc_trim failed: %s", error)
-        if not closed and not self._closed_since and self.allocator.using_malloc:
+        if not closed and self.allocator.using_malloc:
             self._back_to_pymalloc()
         log.debug(
             "%d sessions closed: memory trimmed in %.1f ms",
@@ -198,8 +200,8 @@ class MemoryTrimmer:
         )
 
     def _back_to_pymalloc(self):
-        """After a wave: what it left is trimmed, no session closed since the
-        last trim, and no more than ``malloc_above`` sessions are open."""
+        """At a wave's second trim (what it left is trimmed), if no more than
+        ``malloc_above`` sessions are open: sessions may still come and go."""
         above = self.malloc_above
         if above is None or len(self._open) <= above:
             if self.allocator.use_pymalloc():

@@ -117,6 +117,7 @@ class RedisPresence:
         # redis-py 5.0's Redis.close() leaves the pool's connections open, for
         # the collector, which may finalize a socket before its connection
         try:
+            self._redis.close()
             self._redis.connection_pool.disconnect()
         except Exception as error:  # a connection already lost
             log.debug("presence: closing the Redis connections failed: %s", error)
