@@ -20,6 +20,7 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from . import jsoncodec
+from ._redis import disconnect_pool
 from .context import call_in_context
 from .dispatch import EventDispatcher
 from .exceptions import ConfigurationError
@@ -620,15 +621,12 @@ def _client_manager(options):
 def _close_client_manager(manager):
     """Close the Redis connections of a message queue manager: the one it
     listens on, and those it publishes on (redis-py's pool)."""
-    closers = []
     pubsub = getattr(manager, "pubsub", None)  # RedisManager's redis-py PubSub
     if pubsub is not None:
-        closers.append(pubsub.close)
-    pool = getattr(getattr(manager, "redis", None), "connection_pool", None)
-    if pool is not None:
-        closers.append(pool.disconnect)
-    for close in closers:
         try:
-            close()
+            pubsub.close()
         except Exception as error:  # a connection already lost
             log.debug("closing the message queue connection failed: %s", error)
+    pool = getattr(getattr(manager, "redis", None), "connection_pool", None)
+    if pool is not None:
+        disconnect_pool(pool, "the message queue's connections")

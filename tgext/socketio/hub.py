@@ -21,6 +21,7 @@ import gevent
 import gevent.queue
 from gevent import GreenletExit
 
+from ._redis import disconnect_pool
 from .exceptions import ConfigurationError, SocketIOExtError
 
 log = logging.getLogger(__name__)
@@ -227,10 +228,7 @@ class PubSubHub:
             self._stop(channel)
         pool = getattr(self.backend, "connection_pool", None)
         if pool is not None:
-            try:
-                pool.disconnect()
-            except Exception as error:  # a connection already lost
-                log.debug("closing the pub/sub backend's connections failed: %s", error)
+            disconnect_pool(pool, "the pub/sub backend's connections")
 
     # -- the listener of one channel ------------------------------------------
 

@@ -16,6 +16,8 @@ import time
 import gevent
 from gevent.event import Event
 
+from ._redis import disconnect_pool
+
 log = logging.getLogger(__name__)
 
 #: seconds a membership lives in Redis unless its process renews it
@@ -114,13 +116,8 @@ class RedisPresence:
             self._flush()
         except Exception as error:  # Redis away: the members expire anyway
             log.debug("presence: could not remove members at close: %s", error)
-        # redis-py 5.0's Redis.close() leaves the pool's connections open, for
-        # the collector, which may finalize a socket before its connection
-        try:
-            self._redis.close()
-            self._redis.connection_pool.disconnect()
-        except Exception as error:  # a connection already lost
-            log.debug("presence: closing the Redis connections failed: %s", error)
+        self._redis.close()
+        disconnect_pool(self._redis.connection_pool, "presence's Redis connections")
 
     def _stop_renewing(self, timeout=1):
         """End the renewing greenlet between two Redis operations.
