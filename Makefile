@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # the suite again, on the lowest versions setup.py allows (constraints/lowest.txt)
 LOWEST ?= .venv-lowest
 
-.PHONY: venv node services test test-latest test-lowest lint bench clean
+.PHONY: venv node services test test-latest test-lowest lint bench docs clean
 
 venv: $(VENV)/.installed
 
@@ -51,5 +51,9 @@ $(LOWEST)/.installed: setup.py constraints/lowest.txt
 bench: venv
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
+# the documentation site, into docs/_build/html (tests/test_docs.py builds it too)
+docs: venv
+	$(BIN)/python -m sphinx -n -W --keep-going -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) $(LOWEST) node_modules build dist *.egg-info
+	rm -rf $(VENV) $(LOWEST) node_modules build dist *.egg-info docs/_build

@@ -6,7 +6,12 @@ here = os.path.abspath(os.path.dirname(__file__))
 with open(os.path.join(here, "README.rst"), encoding="utf-8") as readme:
     long_description = readme.read()
 
-testing_requires = [
+# the documentation site (docs/, `make docs`); the suite builds it too
+docs_requires = [
+    "Sphinx>=7.2,<10",
+]
+
+testing_requires = docs_requires + [
     "pytest>=7,<10",
     "pytest-timeout>=2.1,<3",
     "WebTest>=3,<4",
@@ -72,6 +77,7 @@ setup(
         # the worker class tgext.socketio.gunicorn.SocketIOWorker
         "gunicorn": ["gunicorn>=22,<24"],
         "testing": testing_requires,
+        "docs": docs_requires,
     },
     entry_points={
         "paste.server_runner": [

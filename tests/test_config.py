@@ -1,14 +1,21 @@
 """The socketio.* options: defaults, conversion, errors naming the key, and
-the README table kept in step with the option table."""
+the documentation's configuration reference (generated from the option table
+by ``docs/_ext/socketio_options.py``) showing every option with its default."""
+import importlib.util
 import os
-import re
 
 import pytest
 
 from tgext.socketio.config import OPTIONS, PREFIX, parse_options
 from tgext.socketio.exceptions import ConfigurationError
 
-README = os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.rst")
+#: the Sphinx extension that renders the option table in docs/configuration.rst
+OPTIONS_EXTENSION = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "docs",
+    "_ext",
+    "socketio_options.py",
+)
 
 
 def test_defaults_when_nothing_is_set():
@@ -69,16 +76,15 @@ def test_configuration_error_is_a_tg_config_error():
     assert issubclass(ConfigurationError, TGConfigError)
 
 
-def readme_settings_rows():
-    with open(README, encoding="utf-8") as readme:
-        text = readme.read()
-    rows = {}
-    for match in re.finditer(r"^``(socketio\.[a-z_]+)``\s+(.+?)\s{2,}", text, re.M):
-        rows[match.group(1)] = match.group(2).strip()
-    return rows
+def options_extension():
+    spec = importlib.util.spec_from_file_location("socketio_options", OPTIONS_EXTENSION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def shown_in_readme(default):
+def shown_default(default):
+    """How the configuration reference must show ``default``."""
     if default is None:
         return "(unset)"
     if isinstance(default, bool):
@@ -88,8 +94,17 @@ def shown_in_readme(default):
     return str(default)
 
 
-def test_readme_documents_every_option_with_its_default():
-    rows = readme_settings_rows()
+def test_reference_documents_every_option_with_its_default():
+    rows = {key: default for key, default, *_ in options_extension().option_rows()}
     assert set(rows) == {PREFIX + name for name, *_ in OPTIONS}
     for name, default, *_ in OPTIONS:
-        assert rows[PREFIX + name] == shown_in_readme(default), name
+        assert rows[PREFIX + name] == shown_default(default), name
+
+
+def test_reference_table_has_a_row_per_option_with_its_help():
+    lines = options_extension().option_table_lines()
+    text = "\n".join(lines)
+    assert lines[0] == ".. list-table::"
+    for name, _default, _convert, _expected, help_text, *_ in OPTIONS:
+        assert "   * - ``%s%s``" % (PREFIX, name) in lines, name
+        assert help_text in text, name

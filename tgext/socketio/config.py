@@ -3,7 +3,8 @@
 Every engine option lives in ``[app:main]`` under the ``socketio.`` prefix,
 followed by python-socketio's own keyword name, so python-socketio's
 documentation explains what each one does. ``OPTIONS`` is the single source of
-truth: the parser, the README table and its test all read it.
+truth: the parser, the documentation's configuration reference
+(``docs/_ext/socketio_options.py``) and their tests all read it.
 """
 
 import re
@@ -83,7 +84,7 @@ def _text(value):
     return value
 
 
-#: key, default, converter, what a value must be (for errors), help for README
+#: key, default, converter, what a value must be (for errors), help for the docs
 OPTIONS = (
     (
         "cors_allowed_origins",

@@ -204,9 +204,11 @@ class BaseNamespace:
         return None
 
     def reset_acl(self):
+        """Restore the ACL to :meth:`get_initial_acl`."""
         self.allowed_methods = self.get_initial_acl()
 
     def is_method_allowed(self, method_name):
+        """Return whether the ACL lets the client reach ``method_name``."""
         return self.allowed_methods is None or method_name in self.allowed_methods
 
     def add_acl_method(self, method_name):
@@ -218,6 +220,11 @@ class BaseNamespace:
             self.allowed_methods.update(names)
 
     def del_acl_method(self, method_name):
+        """Stop allowing ``method_name``.
+
+        :raises ValueError: when the ACL allows every method (there is no
+            list to remove it from).
+        """
         if self.allowed_methods is None:
             raise ValueError(
                 "Cannot remove %r from the ACL: no ACL restrictions are set; "
@@ -227,6 +234,7 @@ class BaseNamespace:
         self.allowed_methods.remove(method_name)
 
     def lift_acl_restrictions(self):
+        """Allow every method from now on."""
         self.allowed_methods = None
 
     # -- dispatch -------------------------------------------------------------

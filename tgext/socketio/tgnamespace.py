@@ -31,6 +31,8 @@ class SocketIOTGNamespace(BaseNamespace):
     """
 
     def is_method_allowed(self, method_name):
+        """Return whether the ACL and the method's ``@require`` let the client
+        reach ``method_name`` (the identity of the connection's handshake)."""
         method = getattr(self, method_name, None)
         if method is not None and not _tg.requirements_met(method, self.environ):
             return False

@@ -1,0 +1,88 @@
+"""The documentation site (``docs/``) builds with Sphinx, nitpicky and with
+warnings as errors, as ``make docs`` builds it; its configuration reference
+lists every ``socketio.*`` option with its default."""
+
+import html
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tgext.socketio.config import OPTIONS, PREFIX
+
+from .test_config import shown_default
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOCS = os.path.join(os.path.dirname(HERE), "docs")
+
+#: the command of ``make docs``, into a directory of the test's own
+SPHINX_BUILD = [
+    sys.executable,
+    "-m",
+    "sphinx",
+    "-n",
+    "-W",
+    "--keep-going",
+    "-b",
+    "html",
+]
+
+
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory):
+    """Build the site once for this module; return the output directory."""
+    out = tmp_path_factory.mktemp("docs-html")
+    result = subprocess.run(
+        SPHINX_BUILD + ["-q", "-d", str(out / ".doctrees"), DOCS, str(out)],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    if result.returncode != 0 or result.stderr.strip():
+        pytest.fail(
+            "sphinx-build failed (exit %d):\n%s%s"
+            % (result.returncode, result.stdout, result.stderr)
+        )
+    return out
+
+
+def page_text(site, name):
+    with open(site / name, encoding="utf-8") as page:
+        markup = page.read()
+    return html.unescape(re.sub(r"<[^>]+>", " ", markup))
+
+
+@pytest.mark.timeout(60)
+def test_docs_build_without_a_warning(built_site):
+    for page in ("index.html", "quickstart.html", "configuration.html", "api.html"):
+        assert (built_site / page).exists(), page
+
+
+@pytest.mark.timeout(60)
+def test_configuration_reference_lists_every_option_with_its_default(built_site):
+    text = " ".join(page_text(built_site, "configuration.html").split())
+    for name, default, *_ in OPTIONS:
+        # each row: the key, then its default, as the generated table shows it
+        assert "%s%s %s " % (PREFIX, name, shown_default(default)) in text, name
+
+
+@pytest.mark.timeout(60)
+def test_api_reference_documents_the_public_names(built_site):
+    text = page_text(built_site, "api.html")
+    for name in (
+        "SocketIOController",
+        "BaseNamespace",
+        "SocketIOTGNamespace",
+        "BroadcastMixin",
+        "RoomsMixin",
+        "emit",
+        "participants",
+        "plugme",
+        "PubSubTGNamespace",
+        "socketio_server_runner",
+        "SocketIOWorker",
+        "LiveServer",
+    ):
+        assert re.search(r"\b%s\b" % name, text), name
