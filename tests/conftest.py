@@ -133,7 +133,7 @@ class RedisProcess:
         import shutil
 
         self.executable = shutil.which("redis-server")
-        assert self.executable, "redis-server is missing: run `make services` (README)"
+        assert self.executable, "redis-server is missing: run `make services` (docs/development.rst)"
         self.workdir = workdir
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))

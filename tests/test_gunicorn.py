@@ -1,5 +1,5 @@
 """gunicorn (from PyPI) with the worker class the package ships, started as
-the README says: ``gunicorn --paste <ini> -k tgext.socketio.gunicorn.SocketIOWorker``
+docs/serving.rst says: ``gunicorn --paste <ini> -k tgext.socketio.gunicorn.SocketIOWorker``
 on a free port, stopped by PID; real python-socketio and socket.io-client
 clients over every transport, both resources, pages beside."""
 import os

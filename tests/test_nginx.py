@@ -1,5 +1,5 @@
 """Two server processes (``gearbox serve``, ``socketio.node_id`` a and b)
-behind a real nginx from Debian, with the configuration the README gives,
+behind a real nginx from Debian, with the configuration docs/scaling.rst gives,
 sharing the suite's redis-server: every client and transport connects
 through nginx and stays on its process; broadcasts, rooms, publishes and
 emits from a worker process reach the clients of both processes once;
@@ -20,7 +20,8 @@ import websocket
 from .test_server_runner import GearboxServer, free_port
 from .test_wire_js import FIRST_TRANSPORT, LAST_TRANSPORT, TRANSPORTS, JsClient
 
-#: the README's nginx configuration (Deployment), ports filled in
+#: the nginx configuration of docs/scaling.rst (section "nginx"), ports
+#: filled in; test_configuration_is_the_documented_one keeps the two in step
 NGINX_CONF = """\
 worker_processes 1;
 error_log {here}/error.log;
@@ -69,11 +70,45 @@ http {{
 """
 
 
+DOCS_PAGE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "scaling.rst"
+)
+
+
+def documented_nginx_configuration():
+    """The literal block under the heading "nginx" of docs/scaling.rst."""
+    with open(DOCS_PAGE, encoding="utf-8") as page:
+        section = page.read().split("\nnginx\n-----\n", 1)[1]
+    lines = []
+    for line in section.split("::\n\n", 1)[1].splitlines():
+        if line and not line.startswith("    "):
+            break
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def directives(configuration):
+    """Its lines without comments and spacing, leaving out addresses and ports
+    (``server``, ``listen``), which differ between the page and the test."""
+    lines = set()
+    for line in configuration.replace("{{", "{").replace("}}", "}").splitlines():
+        line = " ".join(line.split("#", 1)[0].split())
+        if line and not line.startswith(("listen ", "server ")) and " server " not in line:
+            lines.add(line)
+    return lines
+
+
+def test_configuration_is_the_documented_one():
+    documented = directives(documented_nginx_configuration())
+    assert "map $arg_sid $socketio_upstream {" in documented
+    assert documented <= directives(NGINX_CONF), documented - directives(NGINX_CONF)
+
+
 @pytest.fixture
 def cluster(tmp_path_factory, redis_server):
     """nginx on a free port in front of two gearbox servers; yields nginx's URL."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    assert os.path.exists(nginx), "nginx is missing: run `make services` (README)"
+    assert os.path.exists(nginx), "nginx is missing: run `make services` (docs/development.rst)"
     channel = "cluster-" + uuid.uuid4().hex
     servers = []
     for node in ("a", "b"):
