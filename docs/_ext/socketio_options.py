@@ -2,12 +2,13 @@
 option, rendered from :data:`tgext.socketio.config.OPTIONS`.
 
 The option table is the single source of truth: the parser reads it, this
-directive renders it, and ``tests/test_config.py`` checks the rendering.
+directive renders it, and ``tests/test_config.py`` checks the rendering (this
+module imports docutils only, so the test needs no Sphinx).
 """
 
 from docutils import nodes
+from docutils.parsers.rst import Directive
 from docutils.statemachine import StringList
-from sphinx.util.docutils import SphinxDirective
 
 
 def shown_default(default):
@@ -61,7 +62,7 @@ def _escaped(text):
     return text.replace("\\", "\\\\").replace("*", "\\*").replace("`", "\\`")
 
 
-class SocketIOOptions(SphinxDirective):
+class SocketIOOptions(Directive):
     """Render the ``socketio.*`` option table (the directive takes no content)."""
 
     has_content = False
