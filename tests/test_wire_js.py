@@ -343,6 +343,20 @@ def test_refused_namespace_gets_error_then_a_clean_disconnect(serve, js_client, 
     ]
 
 
+@all_transports
+def test_unknown_namespace_gives_connect_error_with_a_message(serve, live_server, transport):
+    # Socket.IO v5's CONNECT_ERROR carries {"message": ...}: a bare string
+    # (python-socketio's own answer) reaches socket.io-client as an empty
+    # err.message.
+    server = serve({"pingpong": PingPong})
+    client = JsClient(server.url + "/nope", TRANSPORTS[transport], server.resource)
+    try:
+        refused = client.wait(lambda m: m["type"] in ("connect", "connect_error"))
+        assert refused == {"type": "connect_error", "message": "Invalid namespace"}
+    finally:
+        client.close()
+
+
 # -- batching and binary ------------------------------------------------------
 
 

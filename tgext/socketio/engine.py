@@ -29,6 +29,7 @@ from .memory import trimmer
 from .namespace import DENIED, is_refusal
 from .presence import presence_for
 from .transport import GuardedSocket
+from .wire import INVALID_NAMESPACE_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +260,28 @@ class SocketIOEngine(socketio.Server):
                 % (size, limits[1])
             )
         pending._tgsio_attachment_bytes = size
+
+    def _handle_connect(self, eio_sid, namespace, data):
+        namespace = namespace or "/"
+        if namespace not in self.namespace_classes:
+            # python-socketio 5.12-5.18 answers a bare string here, which
+            # socket.io-client 4.x turns into an Error with an empty message:
+            # Socket.IO v5 carries {"message": ...}, as Node's server does.
+            log.warning(
+                "client %s asked for namespace %r, which is not served",
+                eio_sid,
+                namespace[:100],
+            )
+            self._send_packet(
+                eio_sid,
+                self.packet_class(
+                    sio_packet.CONNECT_ERROR,
+                    data={"message": INVALID_NAMESPACE_MESSAGE},
+                    namespace=namespace,
+                ),
+            )
+            return
+        super()._handle_connect(eio_sid, namespace, data)
 
     def _trigger_event(self, event, namespace, *args):
         # python-socketio calls this for the reserved events only: ordinary

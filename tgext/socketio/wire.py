@@ -24,6 +24,9 @@ SUBSCRIPTION_REJECTED = "subscription_rejected"
 SUBSCRIPTION_REJECTED_MESSAGE = "Your subscription has been rejected by server"
 PUBLISH_FAILED = "publish_failed"
 
+#: CONNECT_ERROR's message for a namespace the server does not serve (Node's)
+INVALID_NAMESPACE_MESSAGE = "Invalid namespace"
+
 # limits (new: 0.0.x had none)
 TOO_MANY_EVENTS = "too_many_events"
 
