@@ -86,3 +86,30 @@ def test_api_reference_documents_the_public_names(built_site):
         "LiveServer",
     ):
         assert re.search(r"\b%s\b" % name, text), name
+
+
+def documented_anypubsub_keys():
+    """``{key: default}`` of the ``anypubsub.*`` table of configuration.rst."""
+    with open(os.path.join(DOCS, "configuration.rst"), encoding="utf-8") as page:
+        text = page.read()
+    rows = re.findall(r"^``anypubsub\.([a-z_]+)``\s+(\S+)", text, re.M)
+    return dict(rows)
+
+
+def test_anypubsub_reference_lists_the_keys_the_redis_backend_takes():
+    from tgext.socketio.exceptions import ConfigurationError
+    from tgext.socketio.hub import DEFAULT_BACKEND, create_backend
+
+    documented = documented_anypubsub_keys()
+    assert documented.pop("backend") == DEFAULT_BACKEND
+    assert set(documented) == {"host", "port", "db", "password", "max_connections"}
+    values = {"host": "localhost", "password": "secret"}
+    for key in documented:
+        # building the backend connects nothing: each documented key is taken
+        settings = {
+            "anypubsub.backend": "redis",
+            "anypubsub." + key: values.get(key, 1),
+        }
+        create_backend(settings)
+    with pytest.raises(ConfigurationError, match="anypubsub.hots"):
+        create_backend({"anypubsub.backend": "redis", "anypubsub.hots": "localhost"})
