@@ -113,3 +113,14 @@ def test_anypubsub_reference_lists_the_keys_the_redis_backend_takes():
         create_backend(settings)
     with pytest.raises(ConfigurationError, match="anypubsub.hots"):
         create_backend({"anypubsub.backend": "redis", "anypubsub.hots": "localhost"})
+
+
+def test_configuration_reference_quotes_the_bad_value_message():
+    from tgext.socketio.config import parse_options
+    from tgext.socketio.exceptions import ConfigurationError
+
+    with open(os.path.join(DOCS, "configuration.rst"), encoding="utf-8") as page:
+        text = " ".join(page.read().split())
+    with pytest.raises(ConfigurationError) as error:
+        parse_options({"socketio.ping_interval": "soon"})
+    assert " ".join(str(error.value).split()) in text
