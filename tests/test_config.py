@@ -108,3 +108,23 @@ def test_reference_table_has_a_row_per_option_with_its_help():
     for name, _default, _convert, _expected, help_text, *_ in OPTIONS:
         assert "   * - ``%s%s``" % (PREFIX, name) in lines, name
         assert help_text in text, name
+
+
+@pytest.mark.parametrize("key, nearest", [
+    ("socketio.ping_intervall", "socketio.ping_interval"),
+    ("socketio.cors_allowed_origin", "socketio.cors_allowed_origins"),
+    ("socketio.transport", "socketio.transports"),
+])
+def test_a_misspelled_key_is_refused_naming_the_nearest_one(key, nearest):
+    with pytest.raises(ConfigurationError) as error:
+        parse_options({key: "5"})
+    assert str(error.value) == (
+        "%s in [app:main] of your .ini file is not a tgext.socketio setting; "
+        "did you mean %s?" % (key, nearest)
+    )
+
+
+def test_keys_of_other_packages_are_left_alone():
+    options = parse_options({"socketio_admin.enabled": "x", "myapp.socketio.x": 1,
+                             "anypubsub.backend": "memory", "socketio": "a value"})
+    assert options == parse_options({})

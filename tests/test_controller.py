@@ -5,6 +5,7 @@ import requests
 from tg import TGController, expose, request
 
 from tgext.socketio import BaseNamespace, SocketIOController
+from tgext.socketio.exceptions import ConfigurationError
 
 from .conftest import build_app, controller_for
 
@@ -207,3 +208,21 @@ def test_a_keep_alive_connection_serves_tg_after_a_direct_poll(serve):
         assert joined.status_code == 200  # straight to the engine
     assert http.get(server.url + "/socketio/?sid=nope", timeout=5).status_code == 400
     http.close()
+
+
+def test_mount_paths_are_found_when_the_app_is_made_nested_and_dotted():
+    from tgext.socketio.runtime import runtime_of
+
+    nested = build_app(controller_for({"hello": Hello}), mount="chat/live")
+    dotted = build_app(controller_for({"hello": Hello}), mount="socket.io")
+    assert runtime_of(nested.app_config).mount_paths == ["/chat/live"]
+    runtime = runtime_of(dotted.app_config)
+    assert runtime.mount_paths == ["/socket_io"]
+    runtime.check_mounted_at("/socket.io")  # TG dispatches socket.io to socket_io
+    with pytest.raises(ConfigurationError) as error:
+        runtime.check_mounted_at("/socketio")
+    assert str(error.value) == (
+        "socketio_resource in [server:main] is socketio, but the app's "
+        "SocketIOController is mounted at /socket_io: set socketio_resource = "
+        "socket_io (or mount the controller at /socketio)."
+    )

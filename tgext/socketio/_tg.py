@@ -19,6 +19,25 @@ def current_request_locals():
     return request_local.context._current_obj()
 
 
+def root_controller_of(app):
+    """The root controller instance ``app`` (a ``TGApp``) dispatches to, or ``None``.
+
+    TG 2.5.0-2.5.1: ``TGApp`` keeps ``tg.root_controller`` when the config
+    gives one. An app in the layout ``gearbox quickstart`` makes names its
+    package instead: at its first request ``TGApp`` imports
+    ``<package>.controllers.root``, instantiates ``RootController`` and keeps
+    the instance in ``controller_instances``. Asking for it the same way now
+    makes that instance the one requests reach. ``None`` for an app with
+    neither (no package, so no controllers path).
+    """
+    config = app.config
+    if config.get("tg.root_controller") is None:
+        paths = config.get("paths") or {}
+        if paths.get("controllers") is None or not config.get("package_name"):
+            return None
+    return app._get_controller_instance("root")
+
+
 def current_app_config():
     """The TG config of this request, or the process's, or ``None`` (TG 2.5)."""
     try:

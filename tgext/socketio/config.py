@@ -7,6 +7,7 @@ truth: the parser, the documentation's configuration reference
 (``docs/_ext/socketio_options.py``) and their tests all read it.
 """
 
+import difflib
 import re
 
 from tg.support.converters import asbool, aslist
@@ -219,6 +220,12 @@ def parse_options(app_config):
     :returns: a dict of option name (without prefix) to converted value.
     :raises ConfigurationError: naming the key, for the first bad value.
     """
+    check_known_keys(
+        (key for key in app_config if isinstance(key, str) and key.startswith(PREFIX)),
+        [name for name, *_rest in OPTIONS],
+        "[app:main]",
+        PREFIX,
+    )
     options = {}
     for name, default, convert, expected, _help in OPTIONS:
         key = PREFIX + name
@@ -234,3 +241,31 @@ def parse_options(app_config):
                 "file." % (key, raw, expected, expected)
             ) from None
     return options
+
+
+def check_known_keys(keys, known_names, section, prefix=""):
+    """Refuse the first of ``keys`` that is not ``prefix`` + one of ``known_names``.
+
+    A misspelled setting would otherwise be ignored in silence, leaving its
+    default in force; the message names the nearest known key (nearest by
+    the part after ``prefix``, which every key shares).
+
+    :param section: where the keys are written, for the message.
+    :raises ConfigurationError: naming the key and the nearest known one.
+    """
+    known_names = sorted(known_names)
+    known_keys = {prefix + name for name in known_names}
+    for key in sorted(set(keys) - known_keys):
+        nearest = difflib.get_close_matches(
+            key[len(prefix) :], known_names, n=1, cutoff=0.6
+        )
+        if nearest:
+            hint = "did you mean %s%s?" % (prefix, nearest[0])
+        else:
+            hint = "the settings are %s." % ", ".join(
+                prefix + name for name in known_names
+            )
+        raise ConfigurationError(
+            "%s in %s of your .ini file is not a tgext.socketio setting; %s"
+            % (key, section, hint)
+        )

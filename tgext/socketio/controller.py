@@ -14,7 +14,7 @@ from tg.controllers.decoratedcontroller import DecoratedController
 from tg.exceptions import HTTPNotFound
 from webob import Response
 
-from ._tg import current_app_config, current_request_locals
+from ._tg import current_app_config, current_request_locals, root_controller_of
 from .keys import REQUEST_LOCALS_KEY, SERVER_KEY
 from .namespace import BaseNamespace
 from .runtime import runtime_of
@@ -179,36 +179,51 @@ def start_app_runtime(app):
 
     Registered on TG's ``configure_new_app`` hook, which every app made after
     this module was imported fires, under any server: a bad ``socketio.*`` or
-    ``anypubsub.*`` setting then stops the app from being made. A controller
-    this walk cannot reach (one returned by ``_lookup``, say) gets its engine
-    on its first request instead.
+    ``anypubsub.*`` setting then stops the app from being made, and the
+    namespaces served are known before the first request, so the servers'
+    checks that need them run at start-up. The root controller is the one
+    the app will dispatch to: ``tg.root_controller``, or for an app in the
+    quickstart layout ``<package>.controllers.root.RootController``,
+    imported now as TG would at the first request. A controller this walk
+    cannot reach (one returned by ``_lookup``, say) gets its engine on its
+    first request instead.
     """
     runtime = runtime_of(app.config)
-    for controller in _socketio_controllers(app.config.get("tg.root_controller")):
+    for controller, path in _socketio_controllers(root_controller_of(app)):
         runtime.engine_for(controller)
+        runtime.mount_paths.append(path)
 
 
 def _socketio_controllers(root, max_depth=8):
-    """The ``SocketIOController`` instances mounted below ``root``."""
-    found, seen, pending = [], set(), [(root, 0)]
+    """``(controller, "/mount/path")`` for each ``SocketIOController`` below ``root``.
+
+    The path is made of attribute names, as TG's dispatch reaches them.
+    """
+    found, seen, pending = [], set(), [(root, "", 0)]
     while pending:
-        controller, depth = pending.pop()
-        if id(controller) in seen or not isinstance(controller, DecoratedController):
+        controller, path, depth = pending.pop()
+        if not isinstance(controller, DecoratedController):
+            continue
+        if isinstance(controller, SocketIOController):
+            found.append((controller, path))  # once per path it is mounted at
+            continue
+        if id(controller) in seen or depth >= max_depth:
             continue
         seen.add(id(controller))
-        if isinstance(controller, SocketIOController):
-            found.append(controller)
-        elif depth < max_depth:
-            pending.extend((child, depth + 1) for child in _static_values(controller))
+        pending.extend(
+            (child, path + "/" + name, depth + 1)
+            for name, child in _static_items(controller)
+        )
     return found
 
 
-def _static_values(instance):
-    """Attribute values of ``instance`` and its classes, running no property."""
-    values = list(vars(instance).values())
+def _static_items(instance):
+    """``(name, value)`` of ``instance``'s attributes, running no property."""
+    items = dict(vars(instance))
     for cls in type(instance).__mro__:
-        values.extend(vars(cls).values())
-    return values
+        for name, value in vars(cls).items():
+            items.setdefault(name, value)
+    return [(name, value) for name, value in items.items() if not name.startswith("_")]
 
 
 tg.hooks.register("configure_new_app", start_app_runtime)

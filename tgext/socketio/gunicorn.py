@@ -23,7 +23,7 @@ import os
 
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
-from .serving import DEFAULT_RESOURCE, SocketIOHandler, SocketIOServer
+from .serving import DEFAULT_RESOURCE, SocketIOHandler, SocketIOServer, resource_path
 
 #: where the resource comes from when gunicorn runs without ``--paste``
 RESOURCE_ENVIRON = "TGEXT_SOCKETIO_RESOURCE"
@@ -49,13 +49,22 @@ class SocketIOWorker(GeventPyWSGIWorker):
         )
 
     def load_wsgi(self):
-        # the app (and tg) is imported here, in the patched worker
+        # the app (and tg) is imported here, in the patched worker; with the
+        # controller module imported first, the app's engines are built when
+        # the app is made, whatever its layout (see tgext.socketio.server)
+        from . import controller  # noqa: F401
+
         super().load_wsgi()
         from .server import check_app_config, check_monkey_patching
         from .workers import check_processes
 
         check_monkey_patching()
         runtime = self._tgsio_runtime = check_app_config()
+        runtime.check_mounted_at(
+            resource_path(socketio_resource(self.cfg)),
+            "socketio_resource (in [server:main] of the --paste ini, or %s)"
+            % RESOURCE_ENVIRON,
+        )
         workers = self.cfg.workers
         check_processes(runtime, workers, False, "gunicorn -w %d" % workers)
 

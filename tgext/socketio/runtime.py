@@ -9,8 +9,10 @@ it when it stops.
 """
 
 import logging
+import string
 
 from .config import parse_options
+from .exceptions import ConfigurationError
 from .hub import PubSubHub, backend_settings, create_backend
 from .keys import RUNTIME_KEY
 
@@ -29,6 +31,9 @@ class AppRuntime:
         self.pubsub_backend = backend_settings(app_config)[0]
         self.hub = PubSubHub(create_backend(app_config))
         self._engines = {}  # SocketIOController instance -> SocketIOEngine
+        #: where the app's ``SocketIOController`` instances are mounted, as
+        #: attribute paths (``/socketio``), found when the app was made
+        self.mount_paths = []
 
     @property
     def engines(self):
@@ -65,6 +70,37 @@ class AppRuntime:
                 )
         return origin in allowed
 
+    def check_mounted_at(self, resource, where="socketio_resource in [server:main]"):
+        """Refuse a resource no ``SocketIOController`` of the app is mounted at.
+
+        Long-polling would still reach a controller mounted elsewhere (TG
+        dispatches there), while WebSocket upgrades happen only under the
+        resource: the page would quietly stay on polling. Nothing is refused
+        when the app's controllers were not found at start-up (behind a
+        ``_lookup``, say).
+
+        :param resource: the resource path, such as ``/socketio``.
+        :param where: where the resource is set, for the message.
+        :raises ConfigurationError: naming the setting and the mount paths.
+        """
+        if not self.mount_paths:
+            return
+        wanted = _as_attribute_path(resource)
+        if any(path == wanted for path in self.mount_paths):
+            return
+        mounted = sorted(set(self.mount_paths))
+        raise ConfigurationError(
+            "%s is %s, but the app's SocketIOController is mounted at %s: set "
+            "socketio_resource = %s (or mount the controller at %s)."
+            % (
+                where,
+                resource.strip("/"),
+                " and ".join(mounted),
+                mounted[0].strip("/"),
+                resource,
+            )
+        )
+
     def serves_pubsub(self):
         """Whether a ``PubSubTGNamespace`` is among the namespaces served."""
         from .pubsub import PubSubTGNamespace
@@ -97,6 +133,18 @@ class AppRuntime:
             except Exception:  # one engine failing must not keep the others open
                 log.exception("closing a Socket.IO engine failed")
         self.hub.close()
+
+
+#: TG's dispatch (crank's default path translator) reaches the attribute
+#: ``socket_io`` for the path piece ``socket.io``: punctuation becomes ``_``
+_PATH_PIECE_TO_ATTRIBUTE = str.maketrans(
+    string.punctuation, "_" * len(string.punctuation)
+)
+
+
+def _as_attribute_path(resource):
+    pieces = [piece for piece in resource.split("/") if piece]
+    return "".join("/" + piece.translate(_PATH_PIECE_TO_ATTRIBUTE) for piece in pieces)
 
 
 def runtime_of(app_config):

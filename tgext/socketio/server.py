@@ -61,6 +61,11 @@ import signal  # noqa: E402
 
 import gevent  # noqa: E402
 
+# gearbox loads the app next: with the controller module imported, TG's
+# configure_new_app hook builds the app's engines when the app is made, even
+# for an app whose config names only its package (the quickstart layout),
+# whose modules import tgext.socketio at the first request only.
+from . import controller as _controller  # noqa: E402, F401
 from .exceptions import ConfigurationError, MonkeyPatchError  # noqa: E402
 from .serving import (  # noqa: E402, F401 (SocketIOHandler is public here too)
     DEFAULT_RESOURCE,
@@ -70,6 +75,10 @@ from .serving import (  # noqa: E402, F401 (SocketIOHandler is public here too)
 )
 
 log = logging.getLogger(__name__)
+
+#: the keys of ``[server:main]`` this runner reads (PasteDeploy hands it the
+#: section's own keys, without ``use`` and those of ``[DEFAULT]``)
+SERVER_KEYS = ("host", "port", "socketio_resource", "workers")
 
 
 def check_monkey_patching():
@@ -103,12 +112,16 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
     (``8080``), ``socketio_resource`` (``socketio``), ``workers`` (``1``: the
     number of serving processes, see :mod:`tgext.socketio.workers`).
     """
+    from .config import check_known_keys
+
+    check_known_keys(kw, SERVER_KEYS, "[server:main]")
     host = kw.get("host") or "127.0.0.1"
     port = _whole_number(kw, "port", 8080, "a port number such as 8080")
     workers = _whole_number(kw, "workers", 1, "a number of processes such as 2")
     resource = resource_path(kw.get("socketio_resource", DEFAULT_RESOURCE))
     check_monkey_patching()
     runtime = check_app_config()
+    runtime.check_mounted_at(resource)
     from .workers import check_processes, serve_workers
 
     check_processes(runtime, workers, True, "workers = %d in [server:main]" % workers)
