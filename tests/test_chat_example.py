@@ -122,3 +122,17 @@ def test_run_starts_a_redis_server_when_none_answers_and_stops_it(chat):
             client.ping()
     finally:
         client.close()
+
+
+def test_a_refused_room_leaves_the_page_showing_no_room(chat, browser):  # noqa: F811
+    url, _ = chat(BACKEND="memory")
+    page = browser(url + "/")
+    enter(page, "alice", "lobby")
+    assert page.evaluate("document.getElementById('room').textContent") == "lobby"
+    page.evaluate("document.getElementById('room-name').value = 'not a room!'")
+    page.evaluate("document.getElementById('room-form').requestSubmit()")
+    page.wait_until("%s.includes('not in any room: pick another one')" % MESSAGES)
+    # the client left lobby before asking for the refused room: the page says so
+    assert page.evaluate("document.getElementById('room').textContent") == "none"
+    assert page.evaluate("document.querySelectorAll('.room.current').length") == 0
+    assert page.events("Runtime.exceptionThrown") == []

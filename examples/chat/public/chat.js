@@ -14,16 +14,25 @@
     messages.scrollTop = messages.scrollHeight;
   }
 
+  function showRoom(room) {
+    // the room this connection is really subscribed to, or none
+    currentRoom = room;
+    roomLabel.textContent = room === null ? "none" : room;
+    document.querySelectorAll(".room").forEach(function (button) {
+      button.classList.toggle("current", button.dataset.room === room);
+    });
+  }
+
   function join(room) {
     // leave every room of this connection, then subscribe to the new one
     socket.emit("unsubscribe", function () {
+      showRoom(null);
       socket.emit("subscribe", "room", room, function (channel) {
-        if (channel === false) { return; }  // the error event says why
-        currentRoom = room;
-        roomLabel.textContent = room;
-        document.querySelectorAll(".room").forEach(function (button) {
-          button.classList.toggle("current", button.dataset.room === room);
-        });
+        if (channel === false) {  // the error event says why
+          show("not in any room: pick another one", "error");
+          return;
+        }
+        showRoom(room);
         show("joined " + room);
       });
     });
@@ -31,7 +40,8 @@
 
   socket.on("connect", function () {
     status.textContent = "connected";
-    if (currentRoom) { join(currentRoom); }  // subscriptions end with a connection
+    // subscriptions end with a connection: join the room again
+    if (currentRoom !== null) { join(currentRoom); }
   });
   socket.on("disconnect", function () { status.textContent = "disconnected"; });
   socket.on("pubblication", function (message) {
