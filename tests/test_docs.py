@@ -124,3 +124,24 @@ def test_configuration_reference_quotes_the_bad_value_message():
     with pytest.raises(ConfigurationError) as error:
         parse_options({"socketio.ping_interval": "soon"})
     assert " ".join(str(error.value).split()) in text
+
+
+def test_server_reference_lists_the_keys_the_runner_takes():
+    from tgext.socketio.server import SERVER_KEYS
+
+    with open(os.path.join(DOCS, "configuration.rst"), encoding="utf-8") as page:
+        text = page.read()
+    section = text.split("``[server:main]``\n-----------------", 1)[1]
+    documented = set(re.findall(r"^``([a-z_]+)``\s", section, re.M)) - {"use"}
+    assert documented == set(SERVER_KEYS)
+
+
+def test_configuration_reference_quotes_the_unknown_key_message():
+    from tgext.socketio.config import parse_options
+    from tgext.socketio.exceptions import ConfigurationError
+
+    with open(os.path.join(DOCS, "configuration.rst"), encoding="utf-8") as page:
+        text = " ".join(page.read().split())
+    with pytest.raises(ConfigurationError) as error:
+        parse_options({"socketio.ping_intervall": "5"})
+    assert " ".join(str(error.value).split()) in text
