@@ -1,22 +1,32 @@
 import os
+import re
 
 from setuptools import find_namespace_packages, setup
 
 here = os.path.abspath(os.path.dirname(__file__))
 with open(os.path.join(here, "README.rst"), encoding="utf-8") as readme:
     long_description = readme.read()
+# the package's __version__, read without importing it (it needs gevent)
+init_path = os.path.join(here, "tgext", "socketio", "__init__.py")
+with open(init_path, encoding="utf-8") as init:
+    version = re.search(r'(?m)^__version__ = "([^"]+)"$', init.read()).group(1)
 
 # the documentation site (docs/, `make docs`); the suite builds it too
 docs_requires = [
     "Sphinx>=7.2,<10",
 ]
 
+# [testing]: what tgext.socketio.testing needs (requests, websocket-client:
+# python-socketio's client uses them for long-polling and WebSocket), then
+# what the project's own suite needs (`make test` installs this extra): pytest,
+# the docs build, the apps' and tests' libraries, and build + twine for
+# tests/test_release.py. One extra, as docs/install.rst and docs/decisions.rst say.
 testing_requires = docs_requires + [
+    "requests>=2.28,<3",
+    "websocket-client>=1.5,<2",
     "pytest>=7,<10",
     "pytest-timeout>=2.1,<3",
     "WebTest>=3,<4",
-    "requests>=2.28,<3",
-    "websocket-client>=1.5,<2",
     "FormEncode>=2.0,<3",
     "kajiki>=0.9,<2",
     "anypubsub>=0.6,<0.7",
@@ -27,11 +37,14 @@ testing_requires = docs_requires + [
     "tgext.pluggable>=0.8,<1",
     "gunicorn>=22,<24",
     "hypothesis>=6.100,<7",
+    "build>=1.2.1,<2",
+    # 6.1 is the first to read Metadata-Version 2.4, which setuptools writes
+    "twine>=6.1,<8",
 ]
 
 setup(
     name="tgext.socketio",
-    version="0.1.0.dev0",
+    version=version,
     description="Socket.IO for TurboGears2, on python-socketio and gevent",
     long_description=long_description,
     long_description_content_type="text/x-rst",
@@ -46,11 +59,18 @@ setup(
         "Programming Language :: Python :: 3.10",
         "Programming Language :: Python :: 3.11",
         "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
         "Topic :: Internet :: WWW/HTTP :: WSGI",
     ],
     keywords="turbogears2.extension socketio gevent websocket",
     author="The tgext.socketio developers",
     license="MIT",
+    project_urls={
+        "Documentation": "https://github.com/TurboGears/tgext.socketio/tree/main/docs",
+        "Changes": "https://github.com/TurboGears/tgext.socketio/blob/main/CHANGES.rst",
+        "Source": "https://github.com/TurboGears/tgext.socketio",
+        "Issue tracker": "https://github.com/TurboGears/tgext.socketio/issues",
+    },
     # tgext is a PEP 420 namespace shared with the other tgext.* distributions
     # (tgext.pluggable 0.9 ships it the same way): no tgext/__init__.py.
     packages=find_namespace_packages(include=["tgext.*"]),
@@ -61,10 +81,14 @@ setup(
         "TurboGears2>=2.5.1,<2.6",
         "python-socketio>=5.12,<6",
         "python-engineio>=4.11,<5",
-        "gevent>=23.9,<27",
+        # Python 3.13 needs gevent 24.10.1 and wsaccel 0.6.7, the first
+        # releases with wheels for it (older ones do not build there)
+        "gevent>=23.9,<27; python_version < '3.13'",
+        "gevent>=24.10.1,<27; python_version >= '3.13'",
         "gevent-websocket>=0.10.1,<0.11",
         # unmasks WebSocket frames in C (gevent-websocket does it in Python)
-        "wsaccel>=0.6.6,<0.7",
+        "wsaccel>=0.6.6,<0.7; python_version < '3.13'",
+        "wsaccel>=0.6.7,<0.7; python_version >= '3.13'",
         "gearbox>=0.2.1,<0.6",
         "PasteDeploy>=3,<4",
         # PubSubTGNamespace's backends (memory built in; Redis with [redis])

@@ -9,6 +9,9 @@ from importlib import import_module
 
 from ._compat import refuse_gevent_socketio
 
+# read by setup.py with a regular expression, without importing the package
+__version__ = "0.1.0"
+
 refuse_gevent_socketio()
 
 _PUBLIC_NAMES = {
