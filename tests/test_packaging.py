@@ -4,6 +4,8 @@ import subprocess
 import sys
 from importlib import metadata
 
+import pytest
+
 
 def run_python(code, env=None):
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -83,3 +85,26 @@ def test_gunicorn_worker_module_imports_neither_tg_nor_the_patching_runner():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_version_is_the_distribution_version():
+    import tgext.socketio
+
+    # a constant (setup.py reads it), so an out-of-date install shows here
+    assert tgext.socketio.__version__ == metadata.version("tgext.socketio")
+
+
+@pytest.mark.parametrize("missing", ["requests", "websocket"])
+def test_testing_helper_without_its_extra_names_the_fix(missing):
+    # None in sys.modules makes `import <missing>` fail as if not installed
+    result = run_python(
+        "import sys; sys.modules[%r] = None\nimport tgext.socketio.testing" % missing
+    )
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(
+        "ImportError: tgext.socketio.testing needs requests and websocket-client ("
+    ), result.stderr
+    assert last_line.endswith(
+        'install them with the testing extra: pip install "tgext.socketio[testing]"'
+    )

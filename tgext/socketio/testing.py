@@ -19,10 +19,20 @@ import time
 
 import engineio
 import gevent
-import requests
 import socketio
 
 from .server import SocketIOServer, resource_path
+
+try:
+    import requests
+    import websocket  # noqa: F401 (websocket-client: the clients' WebSocket)
+except ImportError as error:
+    raise ImportError(
+        "tgext.socketio.testing needs requests and websocket-client (%s); "
+        'install them with the testing extra: pip install "tgext.socketio[testing]"'
+        % error,
+        name=error.name,
+    ) from error
 
 log = logging.getLogger(__name__)
 
