@@ -1,5 +1,5 @@
 # The two commands of README.rst:
-#   examples/pingpong/run   runs the ping-pong example (calls `make venv node`)
+#   examples/pingpong/run   runs the ping-pong example (calls `make venv`)
 #   make test               installs what the suite needs, then runs it
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,9 +7,15 @@ BIN := $(VENV)/bin
 # the suite again, on the lowest versions setup.py allows (constraints/lowest.txt)
 LOWEST ?= .venv-lowest
 
-.PHONY: venv node services test test-latest test-lowest lint bench docs clean
+.PHONY: venv client node services test test-latest test-lowest lint bench docs clean
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed client
+
+# the socket.io-client bundle the package serves, fetched from the npm registry
+# and checked against package-lock.json into tgext/socketio/static/ (git-ignored);
+# nothing is fetched when it is there already (setup_client.py)
+client:
+	$(PYTHON) setup_client.py
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "Python 3.10+ is needed; set PYTHON=python3.x")'
@@ -39,7 +45,7 @@ test: test-latest test-lowest
 test-latest: venv node services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-lowest: $(LOWEST)/.installed node services
+test-lowest: $(LOWEST)/.installed client node services
 	$(LOWEST)/bin/python -m pytest $(PYTEST_ARGS)
 
 $(LOWEST)/.installed: setup.py constraints/lowest.txt
@@ -56,4 +62,4 @@ docs: venv
 	$(BIN)/python -m sphinx -n -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf $(VENV) $(LOWEST) node_modules build dist *.egg-info docs/_build
+	rm -rf $(VENV) $(LOWEST) node_modules build dist *.egg-info docs/_build tgext/socketio/static

@@ -1,9 +1,15 @@
 import os
 import re
+import sys
 
 from setuptools import find_namespace_packages, setup
+from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 here = os.path.abspath(os.path.dirname(__file__))
+sys.path.insert(0, here)  # setup_client.py, beside this file (and in the sdist)
+from setup_client import ensure_client, report  # noqa: E402
+
 with open(os.path.join(here, "README.rst"), encoding="utf-8") as readme:
     long_description = readme.read()
 # the package's __version__, read without importing it (it needs gevent)
@@ -42,6 +48,23 @@ testing_requires = docs_requires + [
     "twine>=6.1,<8",
 ]
 
+
+class BuildPyWithClient(build_py):
+    """build_py, after fetching the served socket.io-client (setup_client.py)."""
+
+    def run(self):
+        ensure_client(log=report)
+        super().run()
+
+
+class SdistWithClient(sdist):
+    """sdist, after fetching the served socket.io-client: the sdist carries it."""
+
+    def run(self):
+        ensure_client(log=report)
+        super().run()
+
+
 setup(
     name="tgext.socketio",
     version=version,
@@ -75,6 +98,9 @@ setup(
     # (tgext.pluggable 0.9 ships it the same way): no tgext/__init__.py.
     packages=find_namespace_packages(include=["tgext.*"]),
     include_package_data=True,
+    # the socket.io-client bundle setup_client.py fetches (git-ignored)
+    package_data={"tgext.socketio": ["static/*"]},
+    cmdclass={"build_py": BuildPyWithClient, "sdist": SdistWithClient},
     zip_safe=False,
     python_requires=">=3.10",
     install_requires=[

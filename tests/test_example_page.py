@@ -1,8 +1,9 @@
 """The ping-pong example as a user runs it: ``examples/pingpong/run``, then
 its page in headless Chromium, clicked through the DevTools protocol.
 
-The page must work offline: socket.io-client is served by the app itself
-(``/vendor/socket.io.min.js``, copied from node_modules by the run command).
+The page must work offline: socket.io-client is the bundle tgext.socketio
+serves under the resource (``/socketio/socket.io.min.js``), loaded by a browser
+that can reach nothing but 127.0.0.1.
 """
 import base64
 import itertools
@@ -28,10 +29,12 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage", "--remote-debugging-port=0",
-    # offline even where there is a network: only 127.0.0.1 is reachable
+    # offline even where there is a network: only 127.0.0.1 is reachable (no
+    # name resolves; an address goes to a proxy that refuses, but loopback)
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
 ]
-#: seconds for the run command to serve: it may have to `make venv node` first
+#: seconds for the run command to serve: it may have to `make venv` first
 START_TIMEOUT = 120
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -304,7 +307,7 @@ def test_example_page_pings_and_fireballs_in_chromium(example_url, browser, tmp_
                         lambda params: params["response"]["payloadData"] == "5")
     requested = [event["request"]["url"] for event in page.events("Network.requestWillBeSent")]
     requested += [event["url"] for event in page.events("Network.webSocketCreated")]
-    assert example_url + "/vendor/socket.io.min.js" in requested
+    assert example_url + "/socketio/socket.io.min.js" in requested
     assert [url for url in requested if not url.startswith(
         (example_url + "/", example_url.replace("http", "ws", 1) + "/"))] == []
     assert page.events("Runtime.exceptionThrown") == []

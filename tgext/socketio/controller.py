@@ -14,6 +14,7 @@ from tg.controllers.decoratedcontroller import DecoratedController
 from tg.exceptions import HTTPNotFound
 from webob import Response
 
+from . import client_bundle
 from ._tg import current_app_config, current_request_locals, root_controller_of
 from .keys import REQUEST_LOCALS_KEY, SERVER_KEY
 from .namespace import BaseNamespace
@@ -81,7 +82,10 @@ class SocketIOController(TGController):
     @expose()
     def _default(self, *args, **kwargs):
         if "EIO" not in request.GET and "sid" not in request.GET:
-            raise HTTPNotFound()
+            bundle_file = client_bundle.response_for(request, args)  # socket.io.js
+            if bundle_file is None:
+                raise HTTPNotFound()
+            return bundle_file
         return self._hand_off_to_engine()
 
     def _hand_off_to_engine(self):

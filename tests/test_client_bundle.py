@@ -1,0 +1,423 @@
+"""The socket.io-client bundle the package serves under the resource
+(``/socketio/socket.io.min.js``): real servers, real HTTP clients, a headless
+Chromium with no network but the server's; and setup_client.py, which fetches
+the bundle at build time and refuses a tarball the lockfile does not pin."""
+
+import base64
+import gzip
+import hashlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import tarfile
+
+import pytest
+import requests
+from tg import expose
+
+from tgext.socketio import BaseNamespace, client_bundle
+
+from .conftest import build_app, controller_for
+from .test_example_page import TOP, browser  # noqa: F401 (browser is a fixture)
+
+LOCKFILE = os.path.join(TOP, "package-lock.json")
+JS, MAP = "application/javascript; charset=utf-8", "application/json; charset=utf-8"
+#: each file served and the Content-Type it must have
+FILES = dict.fromkeys(["socket.io.js", "socket.io.min.js"], JS)
+FILES.update(dict.fromkeys(["socket.io.js.map", "socket.io.min.js.map"], MAP))
+FILES["socket.io.LICENSE"] = "text/plain; charset=utf-8"
+IDENTITY = {"Accept-Encoding": "identity"}
+
+
+def load_setup_client():
+    spec = importlib.util.spec_from_file_location(
+        "setup_client", os.path.join(TOP, "setup_client.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+setup_client = load_setup_client()
+
+
+def locked():
+    with open(LOCKFILE, encoding="utf-8") as lock:
+        return json.load(lock)["packages"]["node_modules/socket.io-client"]
+
+
+def bundle_file(name):
+    path = os.path.join(client_bundle.STATIC_DIR, name)
+    assert os.path.exists(path), "run `python setup_client.py` (make venv does)"
+    with open(path, "rb") as served:
+        return served.read()
+
+
+class PingPong(BaseNamespace):
+    def on_ping(self, data):
+        self.emit("pong", {"got": data})
+
+
+PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>bundle</title></head><body>
+<script src="/%(resource)s/socket.io.min.js"></script>
+<script>
+  var socket = io("/pingpong", {path: "/%(resource)s"});
+  socket.on("pong", function (data) { window.pong = data; });
+  socket.on("connect", function () { socket.emit("ping", "from the page"); });
+</script>
+</body></html>
+"""
+
+
+def page_controller(resource):
+    @expose(content_type="text/html")
+    def page(self):
+        return PAGE % {"resource": resource}
+
+    return controller_for({"pingpong": PingPong}, page=page)
+
+
+@pytest.fixture
+def server(live_server):
+    return live_server(build_app(page_controller("socketio")))
+
+
+@pytest.mark.parametrize("name", sorted(FILES))
+def test_bundle_file_is_served_with_its_content_type(server, name):
+    response = requests.get(
+        server.url + "/socketio/" + name, headers=IDENTITY, timeout=5
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == FILES[name]
+    assert "Content-Encoding" not in response.headers
+    assert response.content == bundle_file(name)
+
+
+def test_bundle_if_none_match_gives_304_with_empty_body(server):
+    url = server.url + "/socketio/socket.io.min.js"
+    etag = requests.get(url, headers=IDENTITY, timeout=5).headers["ETag"]
+    assert re.fullmatch(r'"[A-Za-z0-9_-]+"', etag)
+    again = requests.get(
+        url, headers=dict(IDENTITY, **{"If-None-Match": etag}), timeout=5
+    )
+    assert again.status_code == 304
+    assert again.content == b""
+    assert again.headers["ETag"] == etag
+    other = requests.get(url, headers={"If-None-Match": '"other"'}, timeout=5)
+    assert other.status_code == 200
+
+
+def test_bundle_is_gzipped_when_the_client_accepts_it(server):
+    response = requests.get(
+        server.url + "/socketio/socket.io.js",
+        headers={"Accept-Encoding": "gzip"},
+        stream=True,
+        timeout=5,
+    )
+    raw = response.raw.read(decode_content=False)
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert response.headers["Vary"] == "Accept-Encoding"
+    assert (
+        int(response.headers["Content-Length"])
+        == len(raw)
+        < len(bundle_file("socket.io.js"))
+    )
+    assert gzip.decompress(raw) == bundle_file("socket.io.js")
+    identity = requests.get(
+        server.url + "/socketio/socket.io.js", headers=IDENTITY, timeout=5
+    )
+    assert identity.headers["Vary"] == "Accept-Encoding"
+    assert identity.headers["ETag"] != response.headers["ETag"]  # one per encoding
+    revalidated = requests.get(
+        server.url + "/socketio/socket.io.js",
+        headers={"Accept-Encoding": "gzip", "If-None-Match": response.headers["ETag"]},
+        timeout=5,
+    )
+    assert revalidated.status_code == 304
+
+
+def test_bundle_is_cacheable_by_browsers_and_proxies(server):
+    response = requests.get(server.url + "/socketio/socket.io.min.js", timeout=5)
+    assert response.headers["Cache-Control"] == "public, max-age=86400"
+    # TG's own defaults for pages would stop caching; none is copied over
+    assert "Pragma" not in response.headers
+    assert "Set-Cookie" not in response.headers
+
+
+def test_bundle_head_sends_headers_only(server):
+    response = requests.head(
+        server.url + "/socketio/socket.io.min.js", headers=IDENTITY, timeout=5
+    )
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["Content-Length"] == str(
+        len(bundle_file("socket.io.min.js"))
+    )
+
+
+def test_bundle_version_is_the_lockfile_version(server):
+    version = locked()["version"]
+    for name in ("socket.io.js", "socket.io.min.js"):
+        head = requests.get(server.url + "/socketio/" + name, timeout=5).text[:200]
+        assert re.search(r"\* Socket\.IO v(\S+)\n", head).group(1) == version
+    record = json.loads(bundle_file("socket.io-client.json"))
+    assert (record["version"], record["integrity"]) == (version, locked()["integrity"])
+
+
+def test_bundle_licence_is_served_and_named_in_the_bundle(server):
+    licence = requests.get(server.url + "/socketio/socket.io.LICENSE", timeout=5).text
+    assert licence.startswith("The MIT License (MIT)\n\nCopyright (c) 2014-present")
+    assert "Permission is hereby granted, free of charge" in licence
+    head = requests.get(server.url + "/socketio/socket.io.min.js", timeout=5).text[:200]
+    assert "Released under the MIT License." in head
+
+
+def test_bundle_is_served_under_another_resource(live_server):
+    server = live_server(
+        build_app(page_controller("chat/live"), mount="chat/live"), "chat/live"
+    )
+    response = requests.get(
+        server.url + "/chat/live/socket.io.min.js", headers=IDENTITY, timeout=5
+    )
+    assert response.status_code == 200
+    assert response.content == bundle_file("socket.io.min.js")
+    assert (
+        requests.get(server.url + "/socketio/socket.io.min.js", timeout=5).status_code
+        == 404
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/socketio/socket.io.css",
+        "/socketio/sub/socket.io.js",
+        "/socketio/socket.io.js/",
+    ],
+)
+def test_other_paths_below_the_resource_are_404(server, path):
+    assert requests.get(server.url + path, timeout=5).status_code == 404
+
+
+def test_missing_bundle_is_404_with_one_warning_naming_the_fix(
+    server, tmp_path, monkeypatch, caplog
+):
+    monkeypatch.setattr(client_bundle, "STATIC_DIR", str(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="tgext.socketio.client_bundle"):
+        for name in ("socket.io.min.js", "socket.io.js", "socket.io.min.js"):
+            response = requests.get(server.url + "/socketio/" + name, timeout=5)
+            assert response.status_code == 404
+    warnings = [r for r in caplog.records if r.name == "tgext.socketio.client_bundle"]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert message.startswith("socket.io-client bundle missing (FileNotFoundError: ")
+    assert str(tmp_path) in message
+    assert "run `python setup_client.py` in the tgext.socketio checkout" in message
+    assert warnings[0].exc_info is None  # one line, no traceback
+
+
+def test_page_loads_the_served_bundle_offline_and_gets_pong(server, browser):  # noqa: F811
+    page = browser(server.url + "/socketio/page")
+    assert page.wait_until("window.pong") == {"got": "from the page"}
+    bundle_url = server.url + "/socketio/socket.io.min.js"
+    (response,) = [
+        event["response"]
+        for event in page.events("Network.responseReceived")
+        if event["response"]["url"] == bundle_url
+    ]
+    assert response["status"] == 200
+    headers = {name.lower(): value for name, value in response["headers"].items()}
+    assert headers["content-encoding"] == "gzip"  # Chromium accepts gzip
+    assert headers["content-type"] == "application/javascript; charset=utf-8"
+    requested = [
+        event["request"]["url"] for event in page.events("Network.requestWillBeSent")
+    ]
+    assert [url for url in requested if not url.startswith(server.url + "/")] == []
+    assert page.events("Runtime.exceptionThrown") == []
+
+
+# -- setup_client.py: fetching and checking the bundle at build time ---------------
+
+
+def make_tarball(members):
+    """A gzipped npm-style tarball holding ``{path: bytes}``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path, body in members.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return buffer.getvalue()
+
+
+def sri(data):
+    return "sha512-" + base64.b64encode(hashlib.sha512(data).digest()).decode()
+
+
+def fake_package(version="4.8.4"):
+    members = {
+        member: ("/* %s */\n" % member).encode() for member in setup_client.MEMBERS
+    }
+    members["package/dist/socket.io.min.js"] = (
+        b"/*!\n * Socket.IO v%s\n */\n" % version.encode()
+    )
+    return make_tarball(members)
+
+
+def write_lockfile(path, version, integrity):
+    entry = {"version": version, "integrity": integrity}
+    path.write_text(json.dumps({"packages": {"node_modules/socket.io-client": entry}}))
+    return str(path)
+
+
+@pytest.fixture
+def registry(monkeypatch):
+    """The tarball setup_client.download returns (no network); counts calls."""
+    served = {"tarball": fake_package(), "calls": 0}
+
+    def download(version, workdir):
+        served["calls"] += 1
+        return served["tarball"]
+
+    monkeypatch.setattr(setup_client, "download", download)
+    return served
+
+
+def test_fetch_refuses_a_tarball_the_lockfile_does_not_pin(registry, tmp_path):
+    lockfile = write_lockfile(tmp_path / "lock.json", "4.8.4", sri(b"another tarball"))
+    static = tmp_path / "static"
+    with pytest.raises(setup_client.ClientFetchError) as refused:
+        setup_client.ensure_client(str(static), lockfile)
+    message = str(refused.value)
+    assert message.startswith(
+        "the socket.io-client 4.8.4 tarball does not match package-lock.json: "
+        "expected %s, got %s; nothing was extracted"
+        % (sri(b"another tarball"), sri(registry["tarball"]))
+    )
+    assert "python setup_client.py --force" in message
+    assert not static.exists()
+    assert [path.name for path in tmp_path.iterdir()] == ["lock.json"]
+
+
+def test_fetch_refuses_integrity_other_than_sha512(registry, tmp_path):
+    lockfile = write_lockfile(tmp_path / "lock.json", "4.8.4", "sha1-AAAA")
+    with pytest.raises(setup_client.ClientFetchError, match="only sha512 integrity"):
+        setup_client.ensure_client(str(tmp_path / "static"), lockfile)
+    assert not (tmp_path / "static").exists()
+
+
+def test_fetch_extracts_a_matching_tarball_and_records_it(registry, tmp_path):
+    lockfile = write_lockfile(tmp_path / "lock.json", "4.8.4", sri(registry["tarball"]))
+    static = tmp_path / "static"
+    record = setup_client.ensure_client(str(static), lockfile)
+    assert sorted(os.listdir(static)) == sorted(
+        list(setup_client.MEMBERS.values()) + ["socket.io-client.json"]
+    )
+    assert (static / "socket.io.LICENSE").read_bytes() == b"/* package/LICENSE */\n"
+    assert record["version"] == "4.8.4"
+    assert json.loads((static / "socket.io-client.json").read_text()) == record
+    # up to date: nothing fetched again
+    assert setup_client.ensure_client(str(static), lockfile) == record
+    assert registry["calls"] == 1
+
+
+def test_fetch_again_when_the_lockfile_pins_another_version(registry, tmp_path):
+    static = str(tmp_path / "static")
+    lockfile = write_lockfile(tmp_path / "lock.json", "4.8.4", sri(registry["tarball"]))
+    setup_client.ensure_client(static, lockfile)
+    registry["tarball"] = fake_package("4.8.5")
+    lockfile = write_lockfile(tmp_path / "lock.json", "4.8.5", sri(registry["tarball"]))
+    assert setup_client.ensure_client(static, lockfile)["version"] == "4.8.5"
+    assert registry["calls"] == 2
+    with open(os.path.join(static, "socket.io.min.js"), "rb") as min_js:
+        assert b"Socket.IO v4.8.5" in min_js.read()
+
+
+def test_fetch_again_when_a_file_was_altered(registry, tmp_path):
+    static = tmp_path / "static"
+    lockfile = write_lockfile(tmp_path / "lock.json", "4.8.4", sri(registry["tarball"]))
+    setup_client.ensure_client(str(static), lockfile)
+    (static / "socket.io.js").write_bytes(b"alert('altered')")
+    setup_client.ensure_client(str(static), lockfile)
+    assert (
+        static / "socket.io.js"
+    ).read_bytes() == b"/* package/dist/socket.io.js */\n"
+    assert registry["calls"] == 2
+
+
+def test_fetch_refuses_a_tarball_without_the_browser_bundle(registry, tmp_path):
+    registry["tarball"] = make_tarball({"package/package.json": b"{}"})
+    lockfile = write_lockfile(tmp_path / "lock.json", "4.8.4", sri(registry["tarball"]))
+    with pytest.raises(setup_client.ClientFetchError, match="tarball lacks"):
+        setup_client.ensure_client(str(tmp_path / "static"), lockfile)
+    assert not (tmp_path / "static").exists()
+
+
+def test_unreadable_lockfile_names_the_fix(tmp_path):
+    with pytest.raises(setup_client.ClientFetchError, match="npm install"):
+        setup_client.locked_version(str(tmp_path / "missing.json"))
+
+
+def test_wheel_build_from_the_sdist_carries_the_bundle_offline(tmp_path):
+    """sdist, then build_py in the unpacked sdist with no npm and no network."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=TOP,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
+    source = tmp_path / "source"
+    for name in [path for path in listed if path] + [
+        "tgext/socketio/static/" + name for name in os.listdir(client_bundle.STATIC_DIR)
+    ]:
+        if os.path.isfile(os.path.join(TOP, name)):
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            with open(os.path.join(TOP, name), "rb") as original:
+                (source / name).write_bytes(original.read())
+    offline = dict(
+        os.environ,
+        PATH=os.path.dirname(sys.executable),  # no npm
+        https_proxy="http://127.0.0.1:9",
+        HTTPS_PROXY="http://127.0.0.1:9",
+    )
+
+    def setup_py(*args, cwd):
+        result = subprocess.run(
+            [sys.executable, "setup.py", "-q", *args],
+            cwd=cwd,
+            env=offline,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        return result
+
+    setup_py("sdist", "--dist-dir", str(tmp_path / "dist"), cwd=source)
+    (sdist,) = (tmp_path / "dist").iterdir()
+    with tarfile.open(sdist) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        names = {name.split("/", 1)[-1] for name in tar.getnames()}
+        # the "data" filter where Python has it (3.12+ warns without one)
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(tmp_path / "unpacked", **safe)
+    expected = {
+        "tgext/socketio/static/" + name for name in [*FILES, "socket.io-client.json"]
+    }
+    assert expected <= names
+    assert {"setup_client.py", "package-lock.json"} <= names
+    unpacked = tmp_path / "unpacked" / top
+    built = tmp_path / "lib"
+    result = setup_py("build_py", "--build-lib", str(built), cwd=unpacked)
+    assert "fetching" not in result.stdout + result.stderr
+    for name in [*FILES, "socket.io-client.json"]:
+        assert (built / "tgext/socketio/static" / name).read_bytes() == bundle_file(
+            name
+        )
