@@ -159,19 +159,26 @@ def test_bundle_licence_is_served_and_named_in_the_bundle(server):
     assert "Released under the MIT License." in head
 
 
-def test_bundle_is_served_under_another_resource(live_server):
-    server = live_server(
-        build_app(page_controller("chat/live"), mount="chat/live"), "chat/live"
-    )
-    response = requests.get(
-        server.url + "/chat/live/socket.io.min.js", headers=IDENTITY, timeout=5
-    )
-    assert response.status_code == 200
-    assert response.content == bundle_file("socket.io.min.js")
-    assert (
-        requests.get(server.url + "/socketio/socket.io.min.js", timeout=5).status_code
-        == 404
-    )
+@pytest.mark.parametrize(
+    "resource, config",
+    [
+        ("chat/live", None),
+        ("socket.io", None),  # Node's own path: /socket.io/socket.io.js
+        ("socketio", {"disable_request_extensions": True}),
+    ],
+)
+def test_bundle_is_served_under_any_resource(live_server, resource, config):
+    app = build_app(page_controller(resource), mount=resource, config=config)
+    server = live_server(app, resource)
+    for name in ("socket.io.js", "socket.io.min.js.map"):
+        response = requests.get(
+            "%s/%s/%s" % (server.url, resource, name), headers=IDENTITY, timeout=5
+        )
+        assert response.status_code == 200
+        assert response.content == bundle_file(name)
+    if resource != "socketio":
+        elsewhere = requests.get(server.url + "/socketio/socket.io.min.js", timeout=5)
+        assert elsewhere.status_code == 404
 
 
 @pytest.mark.parametrize(
