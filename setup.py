@@ -115,7 +115,11 @@ setup(
         # unmasks WebSocket frames in C (gevent-websocket does it in Python)
         "wsaccel>=0.6.6,<0.7; python_version < '3.13'",
         "wsaccel>=0.6.7,<0.7; python_version >= '3.13'",
-        "gearbox>=0.2.1,<0.6",
+        # gearbox before 0.4 imports pkg_resources without requiring
+        # setuptools, which 3.12's virtualenvs no longer carry (and setuptools
+        # 81+ no longer ships pkg_resources); 0.4 needs PasteDeploy 3.1
+        "gearbox>=0.2.1,<0.6; python_version < '3.12'",
+        "gearbox>=0.4,<0.6; python_version >= '3.12'",
         "PasteDeploy>=3,<4",
         # PubSubTGNamespace's backends (memory built in; Redis with [redis])
         "anypubsub>=0.6,<0.7",
