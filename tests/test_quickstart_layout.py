@@ -11,6 +11,7 @@ import pytest
 import requests
 import socketio
 
+from .test_example_page import browser  # noqa: F401 (fixture)
 from .test_gunicorn import gunicorn, gunicorn_command, wait_until_served  # noqa: F401
 from .test_server_runner import gearbox  # noqa: F401 (fixture)
 
@@ -43,6 +44,21 @@ def test_gearbox_serves_a_quickstart_app(gearbox, client_factory):  # noqa: F811
         assert client.call("ping", {"type": "ping"}, namespace="/pingpong",
                            timeout=5) == server.process.pid
         assert pongs == [{"sound": "pong"}]
+
+
+def test_a_quickstart_page_works_offline_in_chromium(gearbox, browser):  # noqa: F811
+    # The page loads the client the package serves: no npm step, no CDN, and
+    # Chromium reaches nothing but the server (CHROMIUM_FLAGS: every other
+    # address goes to a proxy that is not there).
+    server = gearbox(**QUICKSTART)
+    server.wait_for_log("serving Socket.IO at")
+    page = browser(server.url + "/")
+    page.wait_until("document.getElementById('status').textContent === 'got pong'")
+    requested = [event["request"]["url"]
+                 for event in page.events("Network.requestWillBeSent")]
+    assert server.url + "/socketio/socket.io.min.js" in requested
+    assert [url for url in requested if not url.startswith(server.url + "/")] == []
+    assert page.events("Runtime.exceptionThrown") == []
 
 
 def test_a_bad_value_stops_a_quickstart_app_before_any_request(gearbox):  # noqa: F811
