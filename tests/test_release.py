@@ -202,6 +202,7 @@ def test_wheel_holds_the_package_and_the_client_bundle(source, dists):
         names = set(archive.namelist())
         (dist_info,) = {name.split("/")[0] for name in names if ".dist-info/" in name}
         entry_points = archive.read(dist_info + "/entry_points.txt").decode()
+        metadata = archive.read(dist_info + "/METADATA").decode().splitlines()
     modules = {path for path in files if re.match(r"tgext/socketio/.*\.py$", path)}
     assert modules <= names
     assert {"tgext/socketio/static/" + name for name in CLIENT_BUNDLE} <= names
@@ -209,6 +210,11 @@ def test_wheel_holds_the_package_and_the_client_bundle(source, dists):
     assert "tgext/__init__.py" not in names
     assert not [name for name in names if name.startswith(("tests/", "examples/"))]
     assert "socketio = tgext.socketio.server:socketio_server_runner" in entry_points
+    assert "Requires-Python: >=3.10" in metadata
+    assert "Classifier: Programming Language :: Python :: 3.13" in metadata
+    project_urls = [line.split(": ", 1)[1].split(",")[0] for line in metadata
+                    if line.startswith("Project-URL: ")]
+    assert project_urls == ["Documentation", "Changes", "Source", "Issue tracker"]
 
 
 def test_twine_check_passes_strict(dists):
