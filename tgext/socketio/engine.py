@@ -263,7 +263,8 @@ class SocketIOEngine(socketio.Server):
 
     def _handle_connect(self, eio_sid, namespace, data):
         namespace = namespace or "/"
-        if namespace not in self.namespace_classes:
+        # python-socketio's own rule (it serves "/" when given no namespace)
+        if namespace not in self.namespaces and namespace not in self.handlers:
             # python-socketio 5.12-5.18 answers a bare string here, which
             # socket.io-client 4.x turns into an Error with an empty message:
             # Socket.IO v5 carries {"message": ...}, as Node's server does.
