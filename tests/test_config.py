@@ -60,6 +60,8 @@ def test_ini_strings_are_converted(key, raw, expected):
         ("cors_allowed_origins", "example.com", "a list of origins"),
         ("allow_upgrades", "perhaps", "true or false"),
         ("message_queue", "localhost", "a URL such as redis://localhost:6379/0"),
+        # the PubSub channels' prefix on the backend: never the queue's
+        ("channel", "pubsub:events", "a channel name not starting with pubsub:"),
     ],
 )
 def test_bad_value_raises_configuration_error_naming_the_key(key, raw, expected):

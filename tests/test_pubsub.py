@@ -15,6 +15,7 @@ from gevent.queue import Empty, Queue
 from tg import predicates, require, validate
 from tg.validation import Convert
 
+from tgext.socketio.keys import PUBSUB_CHANNEL_PREFIX
 from tgext.socketio.hub import PubSubHub
 from tgext.socketio.pubsub import PubSubTGNamespace
 from tgext.socketio.runtime import runtime_of
@@ -281,7 +282,9 @@ def numsub(redis_url, channel):
 
     client = redis.Redis.from_url(redis_url)
     try:
-        return dict(client.pubsub_numsub(channel))[channel.encode()]
+        # PubSub channels are prefixed on the backend (apart from the queue's)
+        name = PUBSUB_CHANNEL_PREFIX + channel
+        return dict(client.pubsub_numsub(name))[name.encode()]
     finally:
         client.close()
 
@@ -444,7 +447,7 @@ def test_redis_going_away_fails_publishes_and_subscriptions_resume(serve, own_re
     try:
         with gevent.Timeout(15, AssertionError("delivery did not resume")):
             while True:  # the hub subscribes again by itself, within 5 s
-                direct.publish("news", json.dumps("back"))
+                direct.publish(PUBSUB_CHANNEL_PREFIX + "news", json.dumps("back"))
                 try:
                     assert heard.get(timeout=0.3) == "back"
                     break
@@ -519,3 +522,35 @@ def test_server_stop_closes_the_backends_redis_connections(serve, redis_server, 
         wait_for(lambda: len(admin.client_list()) == before)
     finally:
         admin.close()
+
+
+class AnyChannel(PubSubTGNamespace):
+    """An authorizer that lets a client name any channel (the risky kind)."""
+
+    def subscribe_socketio(self):
+        return None
+
+    def on_shout(self, text):
+        self.spawn(self._shout, text)
+
+    def _shout(self, text):
+        self._tgsio_engine.emit("shouted", (text,), namespace=self.ns_name)
+
+
+def test_a_channel_named_like_the_message_queue_receives_nothing_internal(
+    serve, redis_server
+):
+    """The message queue (socketio.channel, "socketio") and PubSub share one
+    Redis: PubSub channels are prefixed there, so a client subscribed to
+    the channel "socketio" never sees the queue's internal packets."""
+    config = dict(redis_config(redis_server), **{"socketio.message_queue": redis_server})
+    server = serve({"any": AnyChannel}, config=config)
+    listener, shouter = (server.connect(namespaces=["/any"]) for _ in range(2))
+    publications = listen(listener, namespace="/any")
+    shouts = listen(shouter, event="shouted", namespace="/any")
+    assert subscribe(listener, "socketio", namespace="/any") == "socketio"
+    for number in range(20):  # emits through the Redis message queue
+        shouter.emit("shout", "hello %d" % number, namespace="/any")
+    for number in range(20):
+        assert shouts.get(timeout=5) == "hello %d" % number
+    assert nothing_in(publications)

@@ -13,6 +13,7 @@ import re
 from tg.support.converters import asbool, aslist
 
 from .exceptions import ConfigurationError
+from .keys import PUBSUB_CHANNEL_PREFIX
 
 PREFIX = "socketio."
 
@@ -53,6 +54,13 @@ def _transports(value):
     return transports
 
 
+def _queue_channel(value):
+    value = str(value).strip()
+    if not value or value.startswith(PUBSUB_CHANNEL_PREFIX):
+        raise ValueError(value)
+    return value
+
+
 def _optional_url(value):
     if value in (None, ""):
         return None
@@ -77,12 +85,6 @@ def _count_or_off(value):
         raise ValueError(value)
     return int(value)
 
-
-def _text(value):
-    value = str(value).strip()
-    if not value:
-        raise ValueError(value)
-    return value
 
 
 #: key, default, converter, what a value must be (for errors), help for the docs
@@ -198,9 +200,10 @@ OPTIONS = (
     (
         "channel",
         "socketio",
-        _text,
-        "a channel name",
-        "channel name on the message queue",
+        _queue_channel,
+        "a channel name not starting with %s" % PUBSUB_CHANNEL_PREFIX,
+        "channel name on the message queue (PubSub channels start with %s "
+        "on the backend: this one may not)" % PUBSUB_CHANNEL_PREFIX,
     ),
     (
         "node_id",

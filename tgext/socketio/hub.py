@@ -23,6 +23,7 @@ from gevent import GreenletExit
 
 from ._redis import disconnect_pool
 from .exceptions import ConfigurationError, SocketIOExtError
+from .keys import PUBSUB_CHANNEL_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -181,10 +182,12 @@ class PubSubHub:
         if channel is None:
             channel = self._channels[name] = _Channel(name)
             try:
-                channel.subscriber = self.backend.subscribe(name)
+                channel.subscriber = self.backend.subscribe(
+                PUBSUB_CHANNEL_PREFIX + name
+            )
             except Exception as error:  # the backend's boundary (Redis away)
                 # the listener retries, and logs the outage
-                log.debug("pub/sub channel %s: cannot subscribe: %s", name, error)
+                log.debug("pub/sub channel %r: cannot subscribe: %s", name, error)
             channel.listener = gevent.spawn(self._listen, channel)
         key = (member._tgsio_engine, member.ns_name)
         channel.groups.setdefault(key, {})[member] = None
@@ -210,10 +213,10 @@ class PubSubHub:
         :raises PublishError: when the backend cannot take it.
         """
         try:
-            self.backend.publish(name, message)
+            self.backend.publish(PUBSUB_CHANNEL_PREFIX + name, message)
         except Exception as error:  # the backend's boundary (Redis away)
             raise PublishError(
-                "pub/sub backend refused a message for channel %s: %s: %s"
+                "pub/sub backend refused a message for channel %r: %s: %s"
                 % (name, type(error).__name__, error)
             ) from error
 
@@ -248,10 +251,12 @@ class PubSubHub:
             while not channel.closed:
                 try:
                     if channel.subscriber is None:
-                        channel.subscriber = self.backend.subscribe(channel.name)
+                        channel.subscriber = self.backend.subscribe(
+                            PUBSUB_CHANNEL_PREFIX + channel.name
+                        )
                     if lost:
                         log.warning(
-                            "pub/sub channel %s: subscribed again", channel.name
+                            "pub/sub channel %r: subscribed again", channel.name
                         )
                         lost, delay = False, RETRY_FIRST_DELAY
                     self._relay(channel)
@@ -260,7 +265,7 @@ class PubSubHub:
                 except Exception as error:  # the backend's boundary (Redis away)
                     # one line when the backend goes, one when it is back
                     (log.debug if lost else log.warning)(
-                        "pub/sub channel %s: lost the backend (%s: %s); "
+                        "pub/sub channel %r: lost the backend (%s: %s); "
                         "subscribing again every %.1fs at most",
                         channel.name,
                         type(error).__name__,
@@ -287,7 +292,7 @@ class PubSubHub:
                 message = json.loads(raw)
             except ValueError as error:
                 log.warning(
-                    "pub/sub channel %s: dropped a message that is not JSON (%s)",
+                    "pub/sub channel %r: dropped a message that is not JSON (%s)",
                     channel.name,
                     error,
                 )
@@ -307,4 +312,4 @@ def _close_subscriber(channel):
     try:
         pubsub.close()
     except Exception as error:  # closing a connection already lost
-        log.debug("pub/sub channel %s: close failed: %s", channel.name, error)
+        log.debug("pub/sub channel %r: close failed: %s", channel.name, error)

@@ -12,3 +12,8 @@ SERVER_KEY = "tgext.socketio.server"
 
 #: app config: the app's ``AppRuntime`` (its engines and pub/sub hub)
 RUNTIME_KEY = "tgext.socketio.runtime"
+
+#: starts the name every PubSub channel has on the backend (Redis), so that
+#: no channel a client may name is the message queue's (``socketio.channel``,
+#: which may not start with it)
+PUBSUB_CHANNEL_PREFIX = "pubsub:"
