@@ -16,6 +16,7 @@ from webob import Response
 
 from . import client_bundle
 from ._tg import current_app_config, current_request_locals, root_controller_of
+from .clientlog import printable
 from .keys import REQUEST_LOCALS_KEY, SERVER_KEY
 from .namespace import BaseNamespace
 from .runtime import runtime_of
@@ -166,10 +167,10 @@ class _WebSocketBody:
             engine.handle_request(environ, _ignore_start_response)
         except Exception as error:  # the engine's boundary, as for HTTP requests
             log.warning(
-                "WebSocket %s failed: %s: %s",
+                "WebSocket %r failed: %s: %s",
                 environ.get("PATH_INFO"),
                 type(error).__name__,
-                error,
+                printable(str(error)),
             )
         return iter(())
 

@@ -24,6 +24,7 @@ from gevent.queue import Empty, Queue
 from socketio import packet as sio_packet
 
 from . import wire
+from .clientlog import printable
 from ._tg import pop_request_locals, push_request_locals
 from .memory import trimmer
 from .namespace import DENIED, is_refusal
@@ -64,8 +65,24 @@ class EventDispatcher:
             return
         inbox.append((id, data))
         if instance._tgsio_draining:
-            return  # its worker will get to it, in order
+            # its worker will get to it, in order (or, before its connect
+            # was accepted, start() will)
+            return
         instance._tgsio_draining = True
+        self._schedule(instance)
+
+    def start(self, instance):
+        """Run ``instance``'s events from now on: its connect was accepted.
+
+        An instance is made holding its events (``_tgsio_draining``), so
+        that none runs before ``recv_connect`` decided.
+        """
+        if instance._tgsio_inbox:
+            self._schedule(instance)
+        else:
+            instance._tgsio_draining = False
+
+    def _schedule(self, instance):
         ready = self._ready
         ready.put(instance)
         # Workers woken by earlier puts of this loop iteration are still
@@ -86,7 +103,10 @@ class EventDispatcher:
         """
         if instance._tgsio_closed or instance._tgsio_leaving:
             return  # being dropped already
-        log.warning(
+        self._engine.warn_about_client(
+            instance._tgsio_eio_sid,
+            log,
+            "too many events",
             "%s sent more than %d events waiting for %s (socketio.max_queued_events): "
             "disconnecting it",
             instance._tgsio_sid,
@@ -165,18 +185,20 @@ class EventDispatcher:
         except Exception as error:  # the boundary where user handler code runs
             # (encoding the ack is in it: a handler may return a set)
             method_name = _method_name_of(data[0])
-            if isinstance(error, RecursionError):
-                # data nested deeper than Python recurses, most likely the
-                # client's: a traceback would be a thousand frames long
-                log.warning(
-                    "%s %s failed: RecursionError (data nested too deeply)",
-                    instance.ns_name,
-                    method_name,
-                )
-            else:
-                log.exception(
-                    "Unhandled exception in %s %s", instance.ns_name, method_name
-                )
+            # data nested deeper than Python recurses is most likely the
+            # client's: a traceback would be a thousand frames long
+            deep = isinstance(error, RecursionError)
+            self._engine.warn_about_client(
+                instance._tgsio_eio_sid,
+                log,
+                "data nested too deeply" if deep else "handler failed",
+                "%s %s failed: RecursionError (data nested too deeply)"
+                if deep
+                else "Unhandled exception in %s %s",
+                instance.ns_name,
+                printable(method_name),
+                exc_info=not deep,
+            )
             instance.error(
                 wire.INTERNAL_SERVER_ERROR, wire.internal_error_message(method_name)
             )

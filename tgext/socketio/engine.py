@@ -11,6 +11,7 @@ it down, and events are handed to that instance (through
 import functools
 import logging
 import re
+import types
 
 import engineio
 import engineio.socket
@@ -20,6 +21,8 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from . import jsoncodec
+from . import clientlog
+from .clientlog import ConnectionLog, printable
 from ._redis import disconnect_pool
 from .context import call_in_context
 from .dispatch import EventDispatcher
@@ -41,8 +44,11 @@ _JSON_EVENT = re.compile(r"2(?:(/[^,?]*),)?([0-9]{1,100})?\[")
 #: Socket.IO packet types as the wire writes them
 _PACKET_TYPES = {sio_packet.EVENT: "2", sio_packet.ACK: "3"}
 
-#: seconds between the CONNECT packet and recv_connect (see _connect_namespace)
+#: seconds between the CONNECT packet and what follows it (see _pause_after_connect)
 CONNECT_FLUSH_DELAY = 0.001
+
+#: namespace connects refused on one connection before the connection is cut
+MAX_REFUSED_CONNECTS = 5
 
 #: starts every Engine.IO session id this process makes: with workers = N,
 #: the worker's tag, which the router reads to keep a client on it (set in
@@ -61,6 +67,15 @@ class _PacketTraceLogger(logging.LoggerAdapter):
         # called for every packet: check the level before anything else
         if self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug(msg, *args, **kwargs)
+
+    def log(self, level, msg, *args, **kwargs):
+        # their warnings and errors may quote the wire (a session id from
+        # the query string): one line each, whatever it holds
+        if level >= logging.WARNING and self.logger.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            self.logger.log(level, "%s", printable(text, 500), **kwargs)
+        else:
+            super().log(level, msg, *args, **kwargs)
 
 
 #: environ keys whose values refer back to the environ (see Connection.release)
@@ -87,6 +102,10 @@ class Connection:
         self.request = getattr(self.request_locals, "request", None)
         self.session = {}
         self.active_ns = {}
+        #: namespace connects refused so far (see MAX_REFUSED_CONNECTS)
+        self.refused_connects = 0
+        #: its budget of log lines, once it caused one (:mod:`.clientlog`)
+        self.log = None
 
     def release(self):
         """Break the reference cycles of the handshake's request (the
@@ -102,6 +121,8 @@ class Connection:
         for key in _ENVIRON_CYCLES:
             environ.pop(key, None)
         self.request_locals = self.request = None
+        if self.log is not None:
+            self.log.close(log, self.id)
 
     @property
     def sessid(self):
@@ -152,6 +173,9 @@ class SocketIOEngine(socketio.Server):
             http_compression=options["http_compression"],
             json=jsoncodec,
         )
+        #: Socket.IO sids whose connect is being decided -> what holds
+        #: what is sent to them
+        self.manager.connecting = {}
         self.presence = presence_for(self.manager, options)
         self.eio.max_queued_packets = options["max_queued_packets"]
         trimmer.malloc_above = options["malloc_above"]
@@ -227,16 +251,9 @@ class SocketIOEngine(socketio.Server):
             self._binary_packet.pop(eio_sid, None)
             reason = "a malformed Socket.IO packet (%s: %s)" % (
                 type(error).__name__,
-                str(error)[:100],
+                printable(str(error)),
             )
-            socket = self.eio.sockets.get(eio_sid)
-            if isinstance(socket, GuardedSocket):
-                socket.reject(reason)
-            else:
-                log.warning(
-                    "refused input from %s: %s; session closed", eio_sid, reason
-                )
-                self.eio.disconnect(eio_sid)
+            self._cut(eio_sid, reason)
 
     def _check_attachment(self, pending, attachment):
         """Bound a binary packet's attachments: how many, and their bytes.
@@ -262,51 +279,67 @@ class SocketIOEngine(socketio.Server):
         pending._tgsio_attachment_bytes = size
 
     def _handle_connect(self, eio_sid, namespace, data):
+        """A client asks to join ``namespace``: decide, then answer.
+
+        python-socketio sends CONNECT before the connect handler runs (with
+        ``always_connect``), or puts the client in the namespace's rooms
+        before it (5.17's two-phase connect): either way a client being
+        refused receives what is sent to the namespace meanwhile. Here the
+        client is in the rooms, but everything sent to it waits
+        (:class:`HeldOutput`) until ``recv_connect`` decided; then CONNECT
+        goes out, followed by what waited: all of it for an accepted
+        client, only what its own namespace sent (the refusal's ``error``)
+        for a refused one, followed by DISCONNECT (as 0.0.x did).
+        """
         namespace = namespace or "/"
         # python-socketio's own rule (it serves "/" when given no namespace)
         if namespace not in self.namespaces and namespace not in self.handlers:
             # python-socketio 5.12-5.18 answers a bare string here, which
             # socket.io-client 4.x turns into an Error with an empty message:
             # Socket.IO v5 carries {"message": ...}, as Node's server does.
-            log.warning(
+            self.warn_about_client(
+                eio_sid,
+                log,
+                "namespace not served",
                 "client %s asked for namespace %r, which is not served",
                 eio_sid,
                 namespace[:100],
+                offence=True,
             )
-            self._send_packet(
-                eio_sid,
-                self.packet_class(
-                    sio_packet.CONNECT_ERROR,
-                    data={"message": INVALID_NAMESPACE_MESSAGE},
-                    namespace=namespace,
-                ),
-            )
+            self._refuse_connect(eio_sid, namespace, INVALID_NAMESPACE_MESSAGE)
             return
-        super()._handle_connect(eio_sid, namespace, data)
+        # python-socketio 5.12-5.18: enters the namespace and the sid's room,
+        # returns the new sid (None: joined already)
+        sid = self.manager.connect(eio_sid, namespace)
+        if sid is None:
+            self._refuse_connect(eio_sid, namespace, "Unable to connect")
+            return
+        held = HeldOutput()
+        connecting = self.manager.connecting
+        connecting[sid] = held.for_rooms
+        try:
+            self._decide_connect(eio_sid, namespace, sid, data or None, held)
+        finally:
+            connecting.pop(sid, None)
+
+    def _refuse_connect(self, eio_sid, namespace, message):
+        self._send_packet(
+            eio_sid,
+            self.packet_class(
+                sio_packet.CONNECT_ERROR, data={"message": message}, namespace=namespace
+            ),
+        )
 
     def _trigger_event(self, event, namespace, *args):
-        # python-socketio calls this for the reserved events only: ordinary
-        # events arrive through _handle_event below.
-        if event == "connect":
-            return self._connect_namespace(namespace, *args)
+        # python-socketio calls this for disconnects only: connects are
+        # handled above, ordinary events arrive through _handle_event below.
         if event == "disconnect":
             return self._disconnect_instance(*args)
         return self.not_handled
 
-    def _connect_namespace(self, namespace, sid, environ, auth=None):
-        connection = self._connections[self.manager.eio_sid_from_sid(sid, namespace)]
-        # python-socketio has queued CONNECT; what recv_connect emits follows
-        # it. With TCP_NODELAY both frames can reach the peer in one read, and
-        # a peer that adds its next listener only after handling CONNECT (the
-        # official Socket.IO v5 protocol suite, on ws 8) misses the second:
-        # 0-3 passes in 4 on four connect tests, 4 in 4 with this pause. One
-        # millisecond per namespace join over WebSocket, in this connection's
-        # own reader greenlet (long-polling batches packets anyway).
-        eio_socket = self.eio.sockets.get(connection.id)
-        if eio_socket is not None and eio_socket.upgraded:
-            gevent.sleep(CONNECT_FLUSH_DELAY)
-            if not self.manager.is_connected(sid, namespace):
-                return True  # the client left meanwhile: nothing to open
+    def _decide_connect(self, eio_sid, namespace, sid, auth, held):
+        """Run the namespace's connect hooks, then accept or refuse."""
+        connection = self._connections[eio_sid]
         try:
             result = call_in_context(
                 connection.request_locals,
@@ -315,40 +348,102 @@ class SocketIOEngine(socketio.Server):
                 namespace,
                 sid,
                 auth,
+                held.for_namespace,
             )
         except Exception:  # the boundary where user code (__init__, hooks) runs
-            log.exception("Unhandled exception in %s recv_connect", namespace)
+            self.warn_about_client(
+                eio_sid,
+                log,
+                "recv_connect failed",
+                "Unhandled exception in %s recv_connect",
+                namespace,
+                exc_info=True,
+            )
             result = DENIED
+        accepted = result is not False and not is_refusal(result)
+        if self.manager.is_connected(sid, namespace):
+            self._send_packet(
+                eio_sid,
+                self.packet_class(sio_packet.CONNECT, {"sid": sid}, namespace=namespace),
+            )
+            self._pause_after_connect(eio_sid, held)
         if not self.manager.is_connected(sid, namespace):
             # The client left while recv_connect ran (it may yield): whatever
             # that hook started after the disconnect must not outlive it.
             self._close(self._forget(sid))
-            return True
-        if result is False or is_refusal(result):
-            self._close(self._forget(sid))
-            # Returning False would make python-socketio send a DISCONNECT
-            # carrying a reason, which socket.io-client 4.x rejects as a parse
-            # error, dropping every namespace of the connection. A plain
-            # DISCONNECT ends only this namespace.
-            self.disconnect(sid, namespace=namespace, ignore_queue=True)
-        return True
+            return
+        instance = self._instances[sid]
+        # no greenlet switch from here on: nothing new can come in between
+        self.manager.connecting.pop(sid, None)
+        for packet, for_rooms in held.packets:
+            if accepted or not for_rooms:
+                self.eio.send_packet(eio_sid, packet)
+        held.packets.clear()
+        instance._tgsio_send_to = eio_sid
+        if accepted:
+            self.presence.add(namespace, None, sid)
+            self._dispatcher.start(instance)  # the events that came meanwhile
+            return
+        self._close(self._forget(sid))
+        # Returning False would make python-socketio send a DISCONNECT
+        # carrying a reason, which socket.io-client 4.x rejects as a parse
+        # error, dropping every namespace of the connection. A plain
+        # DISCONNECT ends only this namespace.
+        self.disconnect(sid, namespace=namespace, ignore_queue=True)
+        self._count_refusal(connection, namespace)
 
-    def _open_instance(self, connection, namespace, sid, auth):
-        """Create the namespace instance for a client, then run its hooks."""
+    def _pause_after_connect(self, eio_sid, held):
+        """Let CONNECT reach the peer before what follows it.
+
+        With TCP_NODELAY, CONNECT and what recv_connect emitted can reach the
+        peer in one read, and a peer that adds its next listener only after
+        handling CONNECT (the official Socket.IO v5 protocol suite, on ws 8)
+        misses the second: 0-3 passes in 4 on four connect tests, 4 in 4
+        with this pause. One millisecond per namespace join over WebSocket
+        with something to follow (long-polling batches packets anyway);
+        what is sent meanwhile keeps waiting.
+        """
+        if not held.packets:
+            return
+        eio_socket = self.eio.sockets.get(eio_sid)
+        if eio_socket is not None and eio_socket.upgraded:
+            gevent.sleep(CONNECT_FLUSH_DELAY)
+
+    def _count_refusal(self, connection, namespace):
+        """Cut a connection that keeps asking for namespaces it is refused.
+
+        Node's server and python-socketio's let one connection ask again
+        and again: each try costs the app a connect hook.
+        """
+        connection.refused_connects += 1
+        if connection.refused_connects < MAX_REFUSED_CONNECTS:
+            return
+        self._cut(
+            connection.id,
+            "%d namespace connects refused (the last to %r)"
+            % (connection.refused_connects, namespace[:100]),
+        )
+
+    def _open_instance(self, connection, namespace, sid, auth, send_to):
+        """Create the namespace instance for a client, then run its hooks.
+
+        What the instance sends goes to ``send_to`` until it is accepted.
+        """
         namespace_class = self.namespace_classes[namespace]
         instance = namespace_class.__new__(namespace_class)
         instance._tgsio_engine = self
         instance._tgsio_sid = sid
         instance._tgsio_eio_sid = connection.id
+        instance._tgsio_send_to = send_to
         instance._tgsio_request_locals = connection.request_locals
         instance._tgsio_inbox = []
-        instance._tgsio_draining = False
+        # events wait in the inbox until the connect is accepted
+        instance._tgsio_draining = True
         instance._tgsio_closed = False
         instance._tgsio_leaving = False  # the app asked to disconnect it
         instance.auth = auth
         connection.active_ns[namespace] = instance
         self._instances[sid] = instance
-        self.presence.add(namespace, None, sid)
         instance.__init__(connection.environ, namespace, request=connection.request)
         instance.initialize()
         return instance.process_packet({"type": "connect", "endpoint": namespace})
@@ -384,7 +479,14 @@ class SocketIOEngine(socketio.Server):
                     {"type": "disconnect", "endpoint": instance.ns_name},
                 )
         except Exception:  # user code in recv_disconnect
-            log.exception("Unhandled exception in %s recv_disconnect", instance.ns_name)
+            self.warn_about_client(
+                instance._tgsio_eio_sid,
+                log,
+                "recv_disconnect failed",
+                "Unhandled exception in %s recv_disconnect",
+                instance.ns_name,
+                exc_info=True,
+            )
         finally:
             self._close(instance)
 
@@ -401,6 +503,42 @@ class SocketIOEngine(socketio.Server):
         self._disconnect_instance(sid)
         self.manager.disconnect(sid, namespace=instance.ns_name, ignore_queue=True)
 
+    # -- what clients make the server log ---------------------------------------
+
+    def warn_about_client(
+        self, eio_sid, logger, kind, message, *args, offence=False, exc_info=None
+    ):
+        """Log a warning caused by the client of Engine.IO session ``eio_sid``,
+        within its connection's budget (:mod:`.clientlog`); past too many
+        offences, the connection is cut.
+
+        :param kind: a few words saying what happened, for summaries.
+        :param offence: whether a well-behaved client would not do it.
+        """
+        connection = self._connections.get(eio_sid)
+        if connection is None:  # gone already
+            if clientlog.client_lines.allow(kind):
+                logger.warning(message, *args, exc_info=exc_info)
+            return
+        budget = connection.log
+        if budget is None:
+            budget = connection.log = ConnectionLog()
+        if budget.warn(
+            logger, eio_sid, kind, message, *args, offence=offence, exc_info=exc_info
+        ):
+            self._cut(eio_sid, "%d offences in a minute, the last: %s" % (
+                budget.offences, kind
+            ))
+
+    def _cut(self, eio_sid, reason):
+        """End the Engine.IO session ``eio_sid`` for ``reason`` (logged once)."""
+        socket = self.eio.sockets.get(eio_sid)
+        if isinstance(socket, GuardedSocket):
+            socket.reject(reason)
+        elif socket is not None:
+            log.warning("refused input from %s: %s; session closed", eio_sid, reason)
+            self.eio.disconnect(eio_sid)
+
     # -- events -------------------------------------------------------------------
 
     def _handle_event(self, eio_sid, namespace, id, data):
@@ -408,20 +546,28 @@ class SocketIOEngine(socketio.Server):
         instance = self._instances.get(sid)
         if type(data) is not list or not data:
             # "42{}" or '42"text"' decode to a dict or a string, not [name, ...]
-            log.warning(
-                "malformed event (%s, not [name, ...]) from %s: disconnecting it [%s]",
+            self.warn_about_client(
+                eio_sid,
+                log,
+                "malformed event",
+                "malformed event (%s, not [name, ...]) from %s: disconnecting it [%r]",
                 type(data).__name__,
                 eio_sid,
                 namespace or "/",
+                offence=True,
             )
             if instance is not None:
                 self.disconnect(sid, namespace=namespace or "/", ignore_queue=True)
             return
         if instance is None:
-            log.warning(
-                "event from %s ignored: not connected to namespace %s",
+            self.warn_about_client(
                 eio_sid,
-                namespace or "/",
+                log,
+                "event to a namespace not joined",
+                "event from %s ignored: not connected to namespace %r",
+                eio_sid,
+                (namespace or "/")[:100],
+                offence=True,
             )
             return
         self._dispatcher.submit(instance, id, data)
@@ -440,7 +586,7 @@ class SocketIOEngine(socketio.Server):
             callback = functools.partial(self._run_callback, instance, callback)
             ack_id = self.manager._generate_ack_id(sid, callback)
         self.send_socketio_packet(
-            instance._tgsio_eio_sid,
+            instance._tgsio_send_to,
             sio_packet.EVENT,
             instance.ns_name,
             [event, *args],
@@ -488,7 +634,14 @@ class SocketIOEngine(socketio.Server):
         try:
             call_in_context(instance._tgsio_request_locals, callback, *args)
         except Exception:  # the boundary where user callback code runs
-            log.exception("Unhandled exception in %s ack callback", instance.ns_name)
+            instance._tgsio_engine.warn_about_client(
+                instance._tgsio_eio_sid,
+                log,
+                "ack callback failed",
+                "Unhandled exception in %s ack callback",
+                instance.ns_name,
+                exc_info=True,
+            )
 
 
 def decode_json_event(text):
@@ -553,6 +706,12 @@ class _TrackedEngineIOServer(engineio.Server):
 
     def generate_id(self):
         return self.session_prefix + super().generate_id()
+
+    def send_packet(self, sid, pkt):
+        if type(sid) is _HeldFrom:  # a client whose connect is being decided
+            sid.hold(pkt)
+            return
+        super().send_packet(sid, pkt)
 
     def disconnect(self, sid=None):
         """Close sessions without waiting for a long-poll to take the CLOSE.
@@ -620,10 +779,67 @@ class _TrackedEngineIOServer(engineio.Server):
         gevent.killall(list(self._background), timeout=1)
 
 
+class HeldOutput:
+    """What is sent to a client while its namespace connect is decided.
+
+    It stands for the client's Engine.IO session id: the engine's Engine.IO
+    server keeps what is sent to ``for_namespace`` (the namespace
+    instance's own sends) or to ``for_rooms`` (what the client manager
+    sends to the namespace and its rooms), in order, in ``packets``.
+    """
+
+    __slots__ = ("packets", "for_namespace", "for_rooms")
+
+    def __init__(self):
+        self.packets = []  # (Engine.IO packet, whether sent to a room)
+        self.for_namespace = _HeldFrom(self.packets, False)
+        self.for_rooms = _HeldFrom(self.packets, True)
+
+
+class _HeldFrom:
+    __slots__ = ("packets", "rooms")
+
+    def __init__(self, packets, rooms):
+        self.packets, self.rooms = packets, rooms
+
+    def hold(self, packet):
+        self.packets.append((packet, self.rooms))
+
+
+class _HoldingConnects:
+    """A client manager that names, as the Engine.IO session of a client whose
+    connect is being decided, what holds its output (see
+    ``SocketIOEngine._handle_connect``).
+
+    ``connecting`` maps those clients' sids to it.
+    """
+
+    connecting = types.MappingProxyType({})
+
+    def get_participants(self, namespace, room):
+        connecting = self.connecting
+        participants = super().get_participants(namespace, room)
+        if not connecting:
+            return participants
+        return ((sid, connecting.get(sid, eio_sid)) for sid, eio_sid in participants)
+
+
+class _Manager(_HoldingConnects, socketio.Manager):
+    pass
+
+
+class _RedisManager(_HoldingConnects, socketio.RedisManager):
+    pass
+
+
+class _KombuManager(_HoldingConnects, socketio.KombuManager):
+    pass
+
+
 def _client_manager(options):
     url = options["message_queue"]
     if url is None:
-        return None
+        return _Manager()
     if url.startswith(("redis://", "rediss://", "unix://")):
         try:
             import redis  # noqa: F401
@@ -632,9 +848,9 @@ def _client_manager(options):
                 "socketio.message_queue = %s needs redis-py; run "
                 "'pip install tgext.socketio[redis]'." % url
             ) from None
-        return socketio.RedisManager(url, channel=options["channel"])
+        return _RedisManager(url, channel=options["channel"])
     try:
-        return socketio.KombuManager(url, channel=options["channel"])
+        return _KombuManager(url, channel=options["channel"])
     except RuntimeError as error:  # kombu is not installed
         raise ConfigurationError(
             "socketio.message_queue = %s needs kombu (%s); install it, or use a "

@@ -15,6 +15,7 @@ import logging
 import gevent
 
 from . import wire
+from .clientlog import printable
 from .context import spawn_in_context
 
 log = logging.getLogger(__name__)
@@ -254,7 +255,14 @@ class BaseNamespace:
             return self.call_method_with_acl("recv_disconnect", packet)
         if packet_type == "error":
             return self.call_method_with_acl("recv_error", packet)
-        log.warning("unprocessed packet type %r [%s]", packet_type, self.ns_name)
+        self._tgsio_engine.warn_about_client(
+            self._tgsio_eio_sid,
+            log,
+            "unprocessed packet type",
+            "unprocessed packet type %r [%s]",
+            packet_type,
+            self.ns_name,
+        )
         return DENIED
 
     def process_event(self, packet):
@@ -337,7 +345,15 @@ class BaseNamespace:
             several, or ``None``).
         :raises socketio.exceptions.TimeoutError: if the client does not
             acknowledge within ``timeout`` seconds.
+        :raises RuntimeError: in ``recv_connect``: the client is connected
+            only once it returned (``spawn()`` the call).
         """
+        if self._tgsio_send_to != self._tgsio_eio_sid:
+            raise RuntimeError(
+                "call(%r) in recv_connect cannot be answered: the client is "
+                "connected only once recv_connect returned; spawn() a function "
+                "that makes the call instead." % (event,)
+            )
         return self._tgsio_engine.call(
             event, args, to=self._tgsio_sid, namespace=self.ns_name, timeout=timeout
         )
@@ -356,7 +372,16 @@ class BaseNamespace:
         :param quiet: log the error but do not send it, as in 0.0.x.
         """
         # the message may quote what the client sent: only the name is logged
-        log.warning("error %s for %s [%s]", error_name, self._tgsio_sid, self.ns_name)
+        name = printable(error_name)
+        self._tgsio_engine.warn_about_client(
+            self._tgsio_eio_sid,
+            log,
+            "error " + name,
+            "error %s for %s [%s]",
+            name,
+            self._tgsio_sid,
+            self.ns_name,
+        )
         if not quiet:
             self.emit("error", error_name, error_message)
 

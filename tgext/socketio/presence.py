@@ -42,8 +42,11 @@ class LocalPresence:
         pass
 
     def participants(self, namespace, room=None):
+        connecting = self._manager.connecting  # not accepted (yet)
         return sorted(
-            sid for sid, _eio_sid in self._manager.get_participants(namespace, room)
+            sid
+            for sid, _eio_sid in self._manager.get_participants(namespace, room)
+            if sid not in connecting
         )
 
     def close(self):

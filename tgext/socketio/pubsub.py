@@ -100,7 +100,14 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         try:
             self._tgsio_pubsub_hub().publish(channel, payload)
         except PublishError as error:
-            log.warning("%s [%s]", error, self.ns_name)
+            self._tgsio_engine.warn_about_client(
+                self._tgsio_eio_sid,
+                log,
+                "publish failed",
+                "%s [%s]",
+                error,
+                self.ns_name,
+            )
             self.error(wire.PUBLISH_FAILED, wire.publish_failed_message(channel))
             return False
         return True

@@ -14,6 +14,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import WebSocket
 
+from .clientlog import printable
 from .keys import SERVER_KEY
 from .memory import trimmer
 from .websocket import BoundedWebSocket
@@ -256,11 +257,11 @@ def serve_engine_request(engine, environ, start_response, extra_headers=()):
         body = engine.handle_request(environ, engine_start_response)
     except Exception as error:  # the engine's boundary
         log.warning(
-            "Engine.IO request %s %s failed: %s: %s",
+            "Engine.IO request %s %r failed: %s: %s",
             environ.get("REQUEST_METHOD"),
             environ.get("PATH_INFO"),
             type(error).__name__,
-            error,
+            printable(str(error)),
         )
         body = []
         if not started:

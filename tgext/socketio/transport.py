@@ -30,6 +30,7 @@ from engineio import packet as eio_packet
 from engineio import socket as eio_socket
 from engineio.async_drivers.gevent import WebSocketWSGI
 
+from .clientlog import BurstLog, printable
 from .memory import trimmer
 from .websocket import (
     MESSAGE_TOO_BIG,
@@ -69,37 +70,18 @@ class RejectionLog:
 
     def __init__(self, logger, burst=20, window=60.0):
         self._logger = logger
-        self.burst = burst
-        self.window = window
-        self._window_start = 0.0
-        self._written = 0
-        self._held = {}  # reason -> count, for the summary
-        self._summary = None
+        self._lines = BurstLog(
+            logger,
+            burst,
+            window,
+            "refused input from clients: %d more in the last %g s (%s)",
+        )
 
     def report(self, sid, reason):
-        now = time.monotonic()
-        if now - self._window_start >= self.window:
-            self._window_start, self._written = now, 0
-        if self._written < self.burst:
-            self._written += 1
+        reason = printable(reason, 200)
+        if self._lines.allow(reason.split(" (", 1)[0]):
             self._logger.warning(
                 "refused input from %s: %s; session closed", sid, reason
-            )
-            return
-        kind = reason.split(" (", 1)[0]
-        self._held[kind] = self._held.get(kind, 0) + 1
-        if self._summary is None:
-            delay = self._window_start + self.window - now
-            self._summary = gevent.spawn_later(delay, self._write_summary)
-
-    def _write_summary(self):
-        held, self._held, self._summary = self._held, {}, None
-        if held:
-            self._logger.warning(
-                "refused input from clients: %d more in the last %g s (%s)",
-                sum(held.values()),
-                self.window,
-                "; ".join("%d: %s" % (count, kind) for kind, count in held.items()),
             )
 
 
