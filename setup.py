@@ -18,8 +18,13 @@ with open(init_path, encoding="utf-8") as init:
     version = re.search(r'(?m)^__version__ = "([^"]+)"$', init.read()).group(1)
 
 # the documentation site (docs/, `make docs`); the suite builds it too
+# [docs]: Sphinx, and what autodoc imports to document the gunicorn worker and
+# the test helper (gunicorn, requests, websocket-client)
 docs_requires = [
     "Sphinx>=7.2,<10",
+    "gunicorn>=22,<24",
+    "requests>=2.28,<3",
+    "websocket-client>=1.5,<2",
 ]
 
 # [testing]: what tgext.socketio.testing needs (requests, websocket-client:
@@ -28,8 +33,6 @@ docs_requires = [
 # the docs build, the apps' and tests' libraries, and build + twine for
 # tests/test_release.py. One extra, as docs/install.rst and docs/decisions.rst say.
 testing_requires = docs_requires + [
-    "requests>=2.28,<3",
-    "websocket-client>=1.5,<2",
     "pytest>=7,<10",
     "pytest-timeout>=2.1,<3",
     "WebTest>=3,<4",
@@ -41,7 +44,6 @@ testing_requires = docs_requires + [
     "backlash>=0.3,<0.6",
     "Beaker>=1.12,<2",
     "tgext.pluggable>=0.8,<1",
-    "gunicorn>=22,<24",
     "hypothesis>=6.100,<7",
     "build>=1.2.1,<2",
     # 6.1 is the first to read Metadata-Version 2.4, which setuptools writes

@@ -123,6 +123,21 @@ def test_bundle_is_gzipped_when_the_client_accepts_it(server):
     assert revalidated.status_code == 304
 
 
+def test_bundle_is_not_gzipped_for_a_client_that_does_not_ask(server):
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        connection.putrequest("GET", "/socketio/socket.io.js", skip_accept_encoding=True)
+        connection.endheaders()
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    assert response.getheader("Content-Encoding") is None
+    assert body == bundle_file("socket.io.js")
+
+
 def test_bundle_is_cacheable_by_browsers_and_proxies(server):
     response = requests.get(server.url + "/socketio/socket.io.min.js", timeout=5)
     assert response.headers["Cache-Control"] == "public, max-age=86400"

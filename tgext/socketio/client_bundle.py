@@ -75,7 +75,10 @@ def response_for(request, args):
     asset = _asset(STATIC_DIR, name)
     if asset is None:
         return None
-    gzipped = bool(request.accept_encoding.acceptable_offers(["gzip"]))
+    # only when asked: WebOb takes a missing Accept-Encoding as "anything"
+    gzipped = "HTTP_ACCEPT_ENCODING" in request.environ and bool(
+        request.accept_encoding.acceptable_offers(["gzip"])
+    )
     etag = '"%s%s"' % (asset.etag, "-gzip" if gzipped else "")
     headers = [
         ("ETag", etag),
