@@ -126,6 +126,15 @@ def client_factory():
             disconnect_client(client)
 
 
+def memory_mb(pid, field="VmRSS"):
+    """A process's ``field`` of /proc/PID/status (``VmHWM``: its peak RSS), in MB."""
+    with open("/proc/%d/status" % pid) as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError("no %s for process %d" % (field, pid))
+
+
 class RedisProcess:
     """A redis-server of the suite's own on a free loopback port."""
 

@@ -130,3 +130,22 @@ def test_keys_of_other_packages_are_left_alone():
     options = parse_options({"socketio_admin.enabled": "x", "myapp.socketio.x": 1,
                              "anypubsub.backend": "memory", "socketio": "a value"})
     assert options == parse_options({})
+
+
+def test_reference_documents_every_server_timeout_and_cap():
+    from tgext.socketio.admission import SERVER_OPTIONS
+
+    rows = {key: default for key, default, *_ in options_extension().option_rows(server=True)}
+    assert set(rows) == {name for name, *_ in SERVER_OPTIONS}
+    for name, default, *_ in SERVER_OPTIONS:
+        assert rows[name] == shown_default(default), name
+
+
+def test_a_server_key_written_in_app_main_says_where_it_belongs():
+    with pytest.raises(ConfigurationError) as error:
+        parse_options({"socketio.socketio_resource": "live"})
+    assert str(error.value) == (
+        "socketio.socketio_resource in [app:main] of your .ini file is not a "
+        "tgext.socketio setting; socketio_resource belongs in [server:main], "
+        "without the socketio. prefix."
+    )

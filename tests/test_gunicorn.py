@@ -91,6 +91,28 @@ def test_gunicorn_worker_stops_on_a_bad_option_naming_the_key(gunicorn):
             in server.log())
 
 
+def test_gunicorn_worker_stops_on_a_misspelled_server_key_naming_it(gunicorn):
+    server = gunicorn(server_extra="socketio_resourse = live")
+    assert server.wait_for_exit() != 0
+    assert ("socketio_resourse in [server:main] of your .ini file "
+            "is not a tgext.socketio setting; did you mean socketio_resource?"
+            in server.log())
+
+
+def test_gunicorn_worker_applies_the_server_timeouts(gunicorn):
+    import socket
+    import time
+
+    server = gunicorn(server_extra="header_timeout = 1")
+    server.wait_for_log("Booting worker")
+    requests.get(server.url + "/socketio/page", timeout=10)  # the worker is up
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    started = time.monotonic()
+    assert sock.recv(100) == b""  # nothing sent: closed after header_timeout
+    assert 0.9 < time.monotonic() - started < 3
+    sock.close()
+
+
 def test_gunicorn_worker_stops_without_redis_py(gunicorn, tmp_path, redis_server):
     shadow = tmp_path / "no-redis-py"
     (shadow / "redis").mkdir(parents=True)

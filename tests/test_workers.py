@@ -11,6 +11,14 @@ from .test_gunicorn import gunicorn, gunicorn_command  # noqa: F401 (fixture)
 from .test_server_runner import gearbox  # noqa: F401 (fixture)
 
 
+def over_redis(redis_url, channel):
+    """``[app:main]`` lines sending emits and pub/sub through ``redis_url``."""
+    return (
+        "socketio.message_queue = %s\nsocketio.channel = %s\n"
+        "anypubsub.backend = redis\nanypubsub.host = %s" % (redis_url, channel, redis_url)
+    )
+
+
 def connect_probe(client_factory, server, transports):
     client = client_factory(socketio.Client(reconnection=False))
     client.connect(server.url, namespaces=["/probe"], socketio_path="socketio",
@@ -22,9 +30,7 @@ def test_two_workers_keep_polling_and_websocket_clients_and_share_broadcasts(
     gearbox, client_factory, redis_server  # noqa: F811
 ):
     server = gearbox(server_extra="workers = 2",
-                     extra="socketio.message_queue = %s\nsocketio.channel = workers\n"
-                     "anypubsub.backend = redis\nanypubsub.host = %s"
-                     % (redis_server, redis_server))
+                     extra=over_redis(redis_server, "workers"))
     server.wait_for_log("with 2 worker processes")
     clients = [connect_probe(client_factory, server, ["polling"]) for _ in range(50)]
     clients += [connect_probe(client_factory, server, ["websocket"]) for _ in range(50)]
@@ -110,5 +116,27 @@ def test_a_dead_worker_stops_the_server_and_says_so(gearbox, redis_server):  # n
                      "anypubsub.host = %s" % (redis_server, redis_server))
     pids = server.wait_for_log_match(r"with 2 worker processes \(pids (\d+) (\d+)\)")
     os.kill(int(pids.group(1)), signal.SIGKILL)
-    server.wait_for_exit(timeout=15)
+    # a failure for a supervisor (systemd's Restart=on-failure: docs/serving.rst)
+    assert server.wait_for_exit(timeout=15) != 0
     assert "worker process %s exited; stopping the server" % pids.group(1) in server.log()
+
+
+def test_the_router_closes_connections_that_send_no_request_line(
+    gearbox, client_factory, redis_server  # noqa: F811
+):
+    """It used to hand them to a worker after 10 s, which kept them."""
+    import socket
+    import time
+
+    server = gearbox(server_extra="workers = 2\nheader_timeout = 1",
+                     extra=over_redis(redis_server, "routed"))
+    server.wait_for_log("with 2 worker processes")
+    silent = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(50)]
+    started = time.monotonic()
+    for sock in silent:
+        sock.settimeout(5)
+        assert sock.recv(100) == b""  # closed, with nothing said
+        sock.close()
+    assert time.monotonic() - started < 3
+    client = connect_probe(client_factory, server, ["polling"])
+    assert client.call("ping", {"type": "ping"}, namespace="/probe", timeout=10) == "ack"

@@ -1,5 +1,7 @@
 """The ``socketio-options`` directive: the table of every ``socketio.*``
-option, rendered from :data:`tgext.socketio.config.OPTIONS`.
+option, rendered from :data:`tgext.socketio.config.OPTIONS`; and
+``server-options``: the timeouts and caps of ``[server:main]``, from
+``tgext.socketio.admission.SERVER_OPTIONS``.
 
 The option table is the single source of truth: the parser reads it, this
 directive renders it, and ``tests/test_config.py`` checks the rendering (this
@@ -22,12 +24,18 @@ def shown_default(default):
     return str(default)
 
 
-def option_rows():
-    """Return ``(key, default, expected, help)`` for every ``socketio.*`` option.
+def option_rows(server=False):
+    """Return ``(key, default, expected, help)`` for every ``socketio.*``
+    option (with ``server``: every timeout and cap of ``[server:main]``).
 
     :returns: a list of tuples of text, in the order of the option table.
     """
-    from tgext.socketio.config import OPTIONS, PREFIX
+    if server:
+        from tgext.socketio.admission import SERVER_OPTIONS as OPTIONS
+
+        PREFIX = ""
+    else:
+        from tgext.socketio.config import OPTIONS, PREFIX
 
     rows = []
     for name, default, _convert, expected, help_text, *_rest in OPTIONS:
@@ -35,7 +43,7 @@ def option_rows():
     return rows
 
 
-def option_table_lines():
+def option_table_lines(server=False):
     """Return the reST lines of a list-table of :func:`option_rows`."""
     lines = [
         ".. list-table::",
@@ -47,7 +55,7 @@ def option_table_lines():
         "     - value",
         "     - meaning",
     ]
-    for key, default, expected, help_text in option_rows():
+    for key, default, expected, help_text in option_rows(server):
         lines += [
             "   * - ``%s``" % key,
             "     - ``%s``" % default if default != "(unset)" else "     - (unset)",
@@ -66,15 +74,23 @@ class SocketIOOptions(Directive):
     """Render the ``socketio.*`` option table (the directive takes no content)."""
 
     has_content = False
+    server = False
 
     def run(self):
         container = nodes.container(classes=["socketio-options"])
-        lines = StringList(option_table_lines(), source="tgext.socketio.config.OPTIONS")
+        lines = StringList(option_table_lines(self.server), source="tgext.socketio options")
         self.state.nested_parse(lines, self.content_offset, container)
         return [container]
 
 
+class ServerOptions(SocketIOOptions):
+    """Render the table of ``[server:main]``'s timeouts and caps."""
+
+    server = True
+
+
 def setup(app):
-    """Register the directive with Sphinx."""
+    """Register the directives with Sphinx."""
     app.add_directive("socketio-options", SocketIOOptions)
+    app.add_directive("server-options", ServerOptions)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

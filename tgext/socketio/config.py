@@ -12,25 +12,22 @@ import re
 
 from tg.support.converters import asbool, aslist
 
+from .admission import SERVER_OPTIONS
 from .exceptions import ConfigurationError
 from .keys import PUBSUB_CHANNEL_PREFIX
+from .values import positive_int as _positive_int
+from .values import seconds as _seconds
 
 PREFIX = "socketio."
 
+#: what a ``socketio.`` key misplaced in ``[app:main]`` may have meant
+_SERVER_SECTION_KEYS = dict.fromkeys(
+    ("host", "port", "socketio_resource", "workers")
+    + tuple(name for name, *_rest in SERVER_OPTIONS),
+    "[server:main]",
+)
+
 _NODE_ID = re.compile(r"[A-Za-z0-9_]{1,16}\Z")
-
-
-def _seconds(value):
-    number = float(value)
-    if number <= 0:
-        raise ValueError(value)
-    return number
-
-
-def _positive_int(value):
-    if isinstance(value, float) or int(value) <= 0:
-        raise ValueError(value)
-    return int(value)
 
 
 def _origins(value):
@@ -144,6 +141,15 @@ OPTIONS = (
         "past it the client is disconnected",
     ),
     (
+        "max_queued_bytes",
+        16 * 1024 * 1024,
+        _positive_int,
+        "a positive whole number of bytes",
+        "bytes waiting to be sent to one client (one that reads slower than "
+        "it is sent to); past it the client is disconnected. A frame sent to "
+        "many clients is held once, however many wait for it",
+    ),
+    (
         "max_attachments",
         10,
         _positive_int,
@@ -228,6 +234,7 @@ def parse_options(app_config):
         [name for name, *_rest in OPTIONS],
         "[app:main]",
         PREFIX,
+        elsewhere=_SERVER_SECTION_KEYS,
     )
     options = {}
     for name, default, convert, expected, _help in OPTIONS:
@@ -246,7 +253,7 @@ def parse_options(app_config):
     return options
 
 
-def check_known_keys(keys, known_names, section, prefix=""):
+def check_known_keys(keys, known_names, section, prefix="", elsewhere=None):
     """Refuse the first of ``keys`` that is not ``prefix`` + one of ``known_names``.
 
     A misspelled setting would otherwise be ignored in silence, leaving its
@@ -254,15 +261,22 @@ def check_known_keys(keys, known_names, section, prefix=""):
     the part after ``prefix``, which every key shares).
 
     :param section: where the keys are written, for the message.
+    :param elsewhere: ``{name: section}`` of settings that belong in another
+        section (``socketio.socketio_resource`` in ``[app:main]``).
     :raises ConfigurationError: naming the key and the nearest known one.
     """
     known_names = sorted(known_names)
     known_keys = {prefix + name for name in known_names}
     for key in sorted(set(keys) - known_keys):
-        nearest = difflib.get_close_matches(
-            key[len(prefix) :], known_names, n=1, cutoff=0.6
-        )
-        if nearest:
+        name = key[len(prefix) :]
+        nearest = difflib.get_close_matches(name, known_names, n=1, cutoff=0.6)
+        if elsewhere and name in elsewhere:
+            hint = "%s belongs in %s, without the %s prefix." % (
+                name,
+                elsewhere[name],
+                prefix,
+            )
+        elif nearest:
             hint = "did you mean %s%s?" % (prefix, nearest[0])
         else:
             hint = "the settings are %s." % ", ".join(

@@ -27,7 +27,7 @@ from ._redis import disconnect_pool
 from .context import call_in_context
 from .dispatch import EventDispatcher
 from .exceptions import ConfigurationError
-from .keys import REQUEST_LOCALS_KEY
+from .keys import REQUEST_LOCALS_KEY, SESSION_TICKET_KEY
 from .memory import trimmer
 from .namespace import DENIED, is_refusal
 from .presence import presence_for
@@ -178,6 +178,7 @@ class SocketIOEngine(socketio.Server):
         self.manager.connecting = {}
         self.presence = presence_for(self.manager, options)
         self.eio.max_queued_packets = options["max_queued_packets"]
+        self.eio.max_queued_bytes = options["max_queued_bytes"]
         trimmer.malloc_above = options["malloc_above"]
         self._attachment_limits = (
             options["max_attachments"],
@@ -216,7 +217,7 @@ class SocketIOEngine(socketio.Server):
     # -- connections ------------------------------------------------------------
 
     def _handle_eio_connect(self, eio_sid, environ):
-        self.eio.guard(eio_sid)
+        self.eio.guard(eio_sid, environ.pop(SESSION_TICKET_KEY, None))
         super()._handle_eio_connect(eio_sid, environ)
         connection = Connection(eio_sid, environ)
         environ["socketio"] = connection  # where gevent-socketio kept it
@@ -372,15 +373,16 @@ class SocketIOEngine(socketio.Server):
             # that hook started after the disconnect must not outlive it.
             self._close(self._forget(sid))
             return
-        instance = self._instances[sid]
         # no greenlet switch from here on: nothing new can come in between
         self.manager.connecting.pop(sid, None)
         for packet, for_rooms in held.packets:
             if accepted or not for_rooms:
                 self.eio.send_packet(eio_sid, packet)
         held.packets.clear()
-        instance._tgsio_send_to = eio_sid
-        if accepted:
+        instance = self._instances.get(sid)  # None if it failed to be made
+        if instance is not None:
+            instance._tgsio_send_to = eio_sid
+        if accepted and instance is not None:
             self.presence.add(namespace, None, sid)
             self._dispatcher.start(instance)  # the events that came meanwhile
             return
@@ -689,19 +691,27 @@ class _TrackedEngineIOServer(engineio.Server):
     session_prefix = ""
     #: packets waiting to be sent to one client before it is disconnected
     max_queued_packets = None
+    #: bytes waiting to be sent to one client before it is disconnected
+    max_queued_bytes = None
 
-    def guard(self, sid):
+    def guard(self, sid, ticket=None):
         """Make session ``sid`` a :class:`GuardedSocket` (called at its connect).
 
         python-engineio builds its sessions from the ``Socket`` class of its
         own module; the guarded one only adds behaviour, so the session
         changes class in place.
+
+        :param ticket: what counts the session against its client's address
+            until it closes (:class:`~tgext.socketio.admission.SessionTicket`).
         """
         socket = self.sockets.get(sid)
         if socket is None:
             return
         if type(socket) is engineio.socket.Socket:
             socket.__class__ = GuardedSocket
+        if ticket is not None and isinstance(socket, GuardedSocket):
+            ticket.open()
+            socket.ticket = ticket
         trimmer.session_opened(socket)
 
     def generate_id(self):

@@ -13,3 +13,12 @@ class ConfigurationError(SocketIOExtError, TGConfigError):
 
 class MonkeyPatchError(SocketIOExtError, RuntimeError):
     """gevent patched the standard library too late for TurboGears."""
+
+
+class WorkerDiedError(SocketIOExtError, RuntimeError):
+    """A worker process of ``workers = N`` died, so the server stopped.
+
+    Raised by the runner so that the command serving it exits with a failure
+    (gearbox takes ``SystemExit`` for a normal end), for a supervisor to
+    restart the server.
+    """

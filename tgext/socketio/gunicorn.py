@@ -6,7 +6,8 @@ Use it with the same ini as ``gearbox serve``::
 
 ``socketio_resource`` is read from ``[server:main]`` of that ini (without
 ``--paste``, from the environment variable ``TGEXT_SOCKETIO_RESOURCE``, else
-``socketio``). Like the paste runner, the worker upgrades to WebSocket only
+``socketio``), and so are the timeouts and caps (``header_timeout``,
+``max_sessions``...: see :ref:`server-keys`). Like the paste runner, the worker upgrades to WebSocket only
 under the resource, rewrites ``/socket.io/`` for TG's dispatch, sets
 ``TCP_NODELAY``, patches gevent before the app (and TurboGears) is imported,
 refuses to serve when TurboGears came first, and closes the app's engines
@@ -23,6 +24,7 @@ import os
 
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
+from .admission import parse_server_options
 from .serving import DEFAULT_RESOURCE, SocketIOHandler, SocketIOServer, resource_path
 
 #: where the resource comes from when gunicorn runs without ``--paste``
@@ -46,6 +48,9 @@ class SocketIOWorker(GeventPyWSGIWorker):
             SocketIOServer,
             resource=socketio_resource(self.cfg),
             runtime=self._tgsio_runtime,
+            limits=parse_server_options(
+                server_section(self.cfg), "[server:main] of the --paste ini"
+            ),
         )
 
     def load_wsgi(self):
@@ -55,9 +60,16 @@ class SocketIOWorker(GeventPyWSGIWorker):
         from . import controller  # noqa: F401
 
         super().load_wsgi()
-        from .server import check_app_config, check_monkey_patching
+        from .config import check_known_keys
+        from .server import SERVER_KEYS, check_app_config, check_monkey_patching
         from .workers import check_processes
 
+        section = server_section(self.cfg)
+        if section.get("use", "").replace(" ", "").endswith("tgext.socketio#socketio"):
+            # the section is this package's (gunicorn reads only -b, -w...)
+            check_known_keys(
+                set(section) - {"use"}, SERVER_KEYS, "[server:main]"
+            )
         check_monkey_patching()
         runtime = self._tgsio_runtime = check_app_config()
         runtime.check_mounted_at(
@@ -69,18 +81,30 @@ class SocketIOWorker(GeventPyWSGIWorker):
         check_processes(runtime, workers, False, "gunicorn -w %d" % workers)
 
 
+def server_section(cfg):
+    """The keys of ``[server:main]`` in the ``--paste`` ini (``{}`` without)."""
+    paste = getattr(cfg, "paste", None)
+    if not paste:
+        return {}
+    path = paste.split("#", 1)[0]
+    if path.startswith("config:"):
+        path = path[len("config:") :]
+    path = os.path.abspath(path)
+    parser = configparser.ConfigParser(
+        defaults={"here": os.path.dirname(path), "__file__": path}
+    )
+    parser.read([path])
+    if not parser.has_section("server:main"):
+        return {}
+    # the section's own keys, not those of [DEFAULT]
+    own = set(parser.options("server:main")) - set(parser.defaults())
+    return {key: parser.get("server:main", key) for key in own}
+
+
 def socketio_resource(cfg):
     """``socketio_resource`` of ``[server:main]`` in the ``--paste`` ini."""
-    paste = getattr(cfg, "paste", None)
-    if paste:
-        path = paste.split("#", 1)[0]
-        if path.startswith("config:"):
-            path = path[len("config:") :]
-        path = os.path.abspath(path)
-        parser = configparser.ConfigParser(
-            defaults={"here": os.path.dirname(path), "__file__": path}
-        )
-        parser.read([path])
-        if parser.has_option("server:main", "socketio_resource"):
-            return parser.get("server:main", "socketio_resource")
-    return os.environ.get(RESOURCE_ENVIRON) or DEFAULT_RESOURCE
+    return (
+        server_section(cfg).get("socketio_resource")
+        or os.environ.get(RESOURCE_ENVIRON)
+        or DEFAULT_RESOURCE
+    )

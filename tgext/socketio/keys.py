@@ -10,6 +10,9 @@ REQUEST_LOCALS_KEY = "tgext.socketio.request_locals"
 #: environ: the server serving a Socket.IO request (see ``SocketIOServer.own``)
 SERVER_KEY = "tgext.socketio.server"
 
+#: environ: the ``SessionTicket`` of an Engine.IO handshake (see admission.py)
+SESSION_TICKET_KEY = "tgext.socketio.session_ticket"
+
 #: app config: the app's ``AppRuntime`` (its engines and pub/sub hub)
 RUNTIME_KEY = "tgext.socketio.runtime"
 

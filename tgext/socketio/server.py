@@ -67,6 +67,7 @@ import gevent  # noqa: E402
 # whose modules import tgext.socketio at the first request only.
 from . import controller as _controller  # noqa: E402, F401
 from .exceptions import ConfigurationError, MonkeyPatchError  # noqa: E402
+from .admission import SERVER_OPTIONS, parse_server_options  # noqa: E402
 from .serving import (  # noqa: E402, F401 (SocketIOHandler is public here too)
     DEFAULT_RESOURCE,
     SocketIOHandler,
@@ -78,7 +79,9 @@ log = logging.getLogger(__name__)
 
 #: the keys of ``[server:main]`` this runner reads (PasteDeploy hands it the
 #: section's own keys, without ``use`` and those of ``[DEFAULT]``)
-SERVER_KEYS = ("host", "port", "socketio_resource", "workers")
+SERVER_KEYS = ("host", "port", "socketio_resource", "workers") + tuple(
+    name for name, *_rest in SERVER_OPTIONS
+)
 
 
 def check_monkey_patching():
@@ -110,7 +113,8 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
 
     Options of ``[server:main]``: ``host`` (default ``127.0.0.1``), ``port``
     (``8080``), ``socketio_resource`` (``socketio``), ``workers`` (``1``: the
-    number of serving processes, see :mod:`tgext.socketio.workers`).
+    number of serving processes, see :mod:`tgext.socketio.workers`), and the
+    timeouts and caps of :ref:`server-keys`.
     """
     from .config import check_known_keys
 
@@ -119,6 +123,7 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
     port = _whole_number(kw, "port", 8080, "a port number such as 8080")
     workers = _whole_number(kw, "workers", 1, "a number of processes such as 2")
     resource = resource_path(kw.get("socketio_resource", DEFAULT_RESOURCE))
+    limits = parse_server_options(kw)
     check_monkey_patching()
     runtime = check_app_config()
     runtime.check_mounted_at(resource)
@@ -128,9 +133,11 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
     if workers > 1:
         runtime.close()  # each worker process builds its own engines
         return serve_workers(
-            wsgi_app, host, port, resource, workers, runtime.options["node_id"]
+            wsgi_app, host, port, resource, workers, runtime.options["node_id"], limits
         )
-    server = SocketIOServer((host, port), wsgi_app, resource=resource, runtime=runtime)
+    server = SocketIOServer(
+        (host, port), wsgi_app, resource=resource, runtime=runtime, limits=limits
+    )
     # SIGTERM (systemd, hupper restarting the server for --reload): close
     # cleanly, as Ctrl-C does, rather than dying wherever SystemExit lands.
     gevent.signal_handler(signal.SIGTERM, server.close)

@@ -7,21 +7,68 @@ in gunicorn's master process, which must stay unpatched and must not import
 patches first for ``gearbox serve``.
 """
 
+import errno
 import logging
 import socket
+import time
 
+import gevent
 from gevent.pywsgi import WSGIHandler, WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import WebSocket
 
-from .clientlog import printable
-from .keys import SERVER_KEY
+from .admission import Admission, parse_server_options
+from .clientlog import BurstLog, printable
+from .keys import SERVER_KEY, SESSION_TICKET_KEY
 from .memory import trimmer
 from .websocket import BoundedWebSocket
 
 log = logging.getLogger(__name__)
 
 DEFAULT_RESOURCE = "socketio"
+
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+)
+_BAD_REQUEST_RESPONSE = (
+    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+)
+_BUSY_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 13\r\n\r\nServer busy.\n"
+)
+
+#: what accept() fails with when the process or the system is out of descriptors
+_OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+#: invalid requests (a bad request line, a header cut short): summed up past 20 a minute
+_bad_requests = BurstLog(
+    log, 20, 60.0, "invalid HTTP requests: %d more in the last %g s, not logged (%s)"
+)
+
+
+class _HeaderTimedOut(Exception):
+    """The request header did not arrive whole within ``header_timeout``."""
+
+
+class _HeaderCutShort(Exception):
+    """The connection ended inside the request header."""
+
+
+class _HeaderLines:
+    """The handler's input as the header parser reads it, telling whether
+    the header ended with its blank line or with the end of the input."""
+
+    __slots__ = ("_file", "ended")
+
+    def __init__(self, file):
+        self._file = file
+        self.ended = False  # by its blank line
+
+    def readline(self, limit=-1):
+        line = self._file.readline(limit)
+        self.ended = line in (b"\r\n", b"\n")
+        return line
 
 
 class SocketIOHandler(WebSocketHandler):
@@ -35,6 +82,9 @@ class SocketIOHandler(WebSocketHandler):
             return WSGIHandler.run_application(self)
         # what the app starts for Socket.IO (its pub/sub hub) ends with the server
         self.environ[SERVER_KEY] = self.server
+        if not self._admit_session():
+            self.close_connection = True
+            return self._refuse("503 Service Unavailable", b"Server busy.\n")
         upgrading = self.environ.get("HTTP_UPGRADE", "").lower() == "websocket"
         if upgrading and not self.server.allows_origin(self.environ):
             # before the 101, which gevent-websocket would send before the app
@@ -85,8 +135,23 @@ class SocketIOHandler(WebSocketHandler):
             if close is not None:
                 close()
 
+    def _admit_session(self):
+        """Whether the caps let this request open an Engine.IO session (it
+        opens one if it is a handshake: no ``sid``)."""
+        query = self.environ.get("QUERY_STRING", "")
+        if "EIO=" not in query or "sid=" in query:
+            return True
+        admission = self.server.admission
+        ticket = admission.admit_session(admission.client_address(self.environ))
+        if ticket is None:
+            return False
+        self.environ[SESSION_TICKET_KEY] = ticket
+        return True
+
     #: True while the connection waits for its next request (keep-alive)
     idle = True
+    #: when the request header must have arrived whole (time.monotonic())
+    _header_deadline = None
 
     def handle_one_request(self):
         if self.server.stopping:
@@ -94,14 +159,60 @@ class SocketIOHandler(WebSocketHandler):
         self.idle = True
         return super().handle_one_request()
 
+    def read_requestline(self):
+        """The request line, or ``""`` (the connection closes) when it does not
+        come in time: ``header_timeout`` from the connection's opening for the
+        first request, ``keepalive_timeout`` between two requests."""
+        admission = self.server.admission
+        first = self._header_deadline is None
+        timeout = admission.header_timeout if first else admission.keepalive_timeout
+        started = time.monotonic()
+        with gevent.Timeout(timeout, False):
+            line = super().read_requestline()
+            self._header_deadline = (
+                started if first else time.monotonic()
+            ) + admission.header_timeout
+            return line
+        return ""
+
     def read_request(self, raw_requestline):
         self.idle = False
-        return super().read_request(raw_requestline)
+        remaining = self._header_deadline - time.monotonic()
+        if remaining > 0:
+            with gevent.Timeout(remaining, False):
+                return super().read_request(raw_requestline)
+        raise _HeaderTimedOut()
+
+    def MessageClass(self, file, *args):
+        # the headers parser stops at the end of the input as at the blank
+        # line that ends a header: a header cut short would run as a request
+        lines = _HeaderLines(file)
+        headers = super().MessageClass(lines, *args)
+        if not lines.ended and not headers.status:
+            raise _HeaderCutShort()
+        return headers
+
+    def _handle_client_error(self, error):
+        """An invalid request: one line (or a summary), an answer, the end of
+        the connection; never a traceback (gevent prints one for errors
+        that are no ``ValueError``)."""
+        if isinstance(error, _HeaderCutShort):
+            return None  # the client is gone: nobody to answer
+        if isinstance(error, _HeaderTimedOut):
+            status, response = "408", _TIMEOUT_RESPONSE
+            reason = "no complete header within header_timeout"
+        else:
+            status, response = "400", _BAD_REQUEST_RESPONSE
+            reason = printable(str(error) or type(error).__name__, 200)
+        if _bad_requests.allow(reason.split(":", 1)[0]):
+            log.warning("invalid request from %s: %s", _host(self.client_address), reason)
+        return status, response
 
     def _refuse(self, status, body):
-        self.start_response(
-            status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
-        )
+        headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))]
+        if self.close_connection and not self.server.one_request_per_connection:
+            headers.append(("Connection", "close"))  # (else start_response adds it)
+        self.start_response(status, headers)
         self.result = [body]
         self.process_result()
 
@@ -135,10 +246,19 @@ class SocketIOServer(WSGIServer):
     :param application: the WSGI application (the whole TG stack).
     :param resource: where the ``SocketIOController`` is mounted, e.g.
         ``"socketio"`` or ``"chat/live"``.
+    :param limits: the timeouts and caps of ``[server:main]`` (see
+        :ref:`server-keys`), as parsed from its keys; their defaults when
+        not given.
     """
 
     def __init__(
-        self, listener, application, resource=DEFAULT_RESOURCE, runtime=None, **kwargs
+        self,
+        listener,
+        application,
+        resource=DEFAULT_RESOURCE,
+        runtime=None,
+        limits=None,
+        **kwargs,
     ):
         kwargs.setdefault("handler_class", SocketIOHandler)
         # gevent writes access and error lines to stderr unless given loggers.
@@ -155,6 +275,8 @@ class SocketIOServer(WSGIServer):
         #: answer each Engine.IO request with Connection: close (workers = N)
         self.one_request_per_connection = False
         self.stopping = False
+        self.admission = Admission(limits or parse_server_options({}))
+        self._accept_delay = 0.0
         self._handlers = set()
         # an entry per connection (gevent-websocket's ``clients`` too):
         # rebuilt small after a wave of clients left
@@ -227,18 +349,73 @@ class SocketIOServer(WSGIServer):
                     pass
 
     def handle(self, sock, address):
-        # Nagle's algorithm holds a second small frame (an ack after an emit)
-        # until the client's delayed ACK: ~44 ms per round trip, measured.
+        peer = _host(address)
+        admission = self.admission
+        if not admission.admit_connection(peer):
+            _answer_and_close(sock, _BUSY_RESPONSE)
+            return
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:  # not a TCP socket (a UNIX socket, say)
-            pass
-        handler = self.handler_class(sock, address, self)
-        self._handlers.add(handler)
-        try:
-            handler.handle()
+            # Nagle's algorithm holds a second small frame (an ack after an
+            # emit) until the client's delayed ACK: ~44 ms per round trip.
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # not a TCP socket (a UNIX socket, say)
+                pass
+            handler = self.handler_class(sock, address, self)
+            self._handlers.add(handler)
+            try:
+                handler.handle()
+            finally:
+                self._handlers.discard(handler)
         finally:
-            self._handlers.discard(handler)
+            admission.release_connection(peer)
+
+    def do_read(self):
+        """Accept a connection; out of file descriptors, stop accepting for
+        a while (doubling up to a second) with one log line, where gevent
+        would print a traceback per try."""
+        try:
+            result = super().do_read()
+        except OSError as error:
+            if error.errno not in _OUT_OF_DESCRIPTORS:
+                raise
+            self._pause_accepting(error)
+            return None
+        self._accept_delay = 0.0
+        return result
+
+    def _pause_accepting(self, error):
+        first = not self._accept_delay
+        self._accept_delay = min(max(self._accept_delay * 2, 0.05), 1.0)
+        if first and _bad_requests.allow("out of descriptors"):
+            log.warning(
+                "cannot accept connections: %s (ulimit -n?); retrying every "
+                "%.2f-1 s while it lasts",
+                error,
+                self._accept_delay,
+            )
+        self.stop_accepting()
+        gevent.spawn_later(self._accept_delay, self._resume_accepting)
+
+    def _resume_accepting(self):
+        if self.started and not self.stopping:
+            self.start_accepting()
+
+
+def _answer_and_close(sock, response):
+    """Write ``response`` if the socket takes it at once, then close."""
+    try:
+        sock.setblocking(False)
+        sock.send(response)
+    except OSError:  # full, or gone: closing is the answer then
+        pass
+    finally:
+        sock.close()
+
+
+def _host(address):
+    """The host of a peer's address (a tuple, or a string for UNIX sockets)."""
+    return address[0] if isinstance(address, tuple) and address else str(address)
 
 
 def serve_engine_request(engine, environ, start_response, extra_headers=()):

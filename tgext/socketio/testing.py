@@ -21,6 +21,7 @@ import engineio
 import gevent
 import socketio
 
+from .admission import parse_server_options
 from .server import SocketIOServer, resource_path
 
 try:
@@ -57,13 +58,18 @@ class LiveServer:
     :param app: the WSGI application, e.g. ``loadapp("config:test.ini")``.
     :param resource: ``socketio_resource``: where the controller is mounted.
     :param ready_timeout: seconds to wait for the server to answer.
+    :param limits: ``[server:main]``'s timeouts and caps, e.g.
+        ``{"max_sessions_per_address": "10"}`` (their defaults otherwise).
 
     ``url`` and ``port`` tell where it listens once started; ``connect()``
     returns python-socketio clients that are disconnected at ``stop()``.
     """
 
-    def __init__(self, app, resource="socketio", host="127.0.0.1", ready_timeout=10):
+    def __init__(
+        self, app, resource="socketio", host="127.0.0.1", ready_timeout=10, limits=None
+    ):
         self.app = app
+        self.limits = parse_server_options(limits or {})
         self.resource = resource_path(resource)
         self.host = host
         self.ready_timeout = ready_timeout
@@ -73,7 +79,9 @@ class LiveServer:
         self._clients = []
 
     def start(self):
-        self._server = SocketIOServer((self.host, 0), self.app, resource=self.resource)
+        self._server = SocketIOServer(
+            (self.host, 0), self.app, resource=self.resource, limits=self.limits
+        )
         self._server.start()
         self.port = self._server.server_port
         self.url = "http://%s:%d" % (self.host, self.port)

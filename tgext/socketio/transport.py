@@ -91,8 +91,9 @@ rejections = RejectionLog(log)
 class GuardedSocket(eio_socket.Socket):
     """python-engineio's session, refusing bad input and bounding its queue.
 
-    The engine's server sets ``max_queued_packets`` on itself; past it, a
-    client that does not read is disconnected. On WebSocket, what the session
+    The engine's server sets ``max_queued_packets`` and ``max_queued_bytes``
+    on itself; past either, a client that does not read (fast enough) is
+    disconnected. On WebSocket, what the session
     sends is written by the sender (:class:`~.websocket.FrameWriter`), not by
     a greenlet per session. Closed, the session lets go of its memory at once
     and asks for the freed heap to be handed back (:mod:`tgext.socketio.memory`).
@@ -110,6 +111,8 @@ class GuardedSocket(eio_socket.Socket):
 
     #: the timer of the next ping
     _ping_timer = None
+    #: what counts the session against its client's address (set at connect)
+    ticket = None
 
     def schedule_ping(self):
         """Send a ping ``ping_interval`` from now.
@@ -153,6 +156,9 @@ class GuardedSocket(eio_socket.Socket):
             timer, self._ping_timer = self._ping_timer, None
             if timer is not None:
                 timer.close()
+            ticket, self.ticket = self.ticket, None
+            if ticket is not None:
+                ticket.close()
             trimmer.session_closed(self)
 
     def reject(self, reason, code=1008):
@@ -178,24 +184,42 @@ class GuardedSocket(eio_socket.Socket):
         if self.server.sockets.get(self.sid) is self:
             del self.server.sockets[self.sid]
 
+    #: bytes of the packets waiting in the long-polling queue
+    _queued_bytes = 0
+
     def send(self, pkt):
         if self._sends_frames:
-            self._write(pkt.encode(), pkt.packet_type, pkt.data)
+            # A packet sent to many clients (a broadcast, a publication) is
+            # framed once: every client that waits for it holds the same frame.
+            frame = pkt.__dict__.get(_FRAME)
+            if frame is None:
+                frame = pkt.__dict__[_FRAME] = encode_frame(pkt.encode())
+            self._write(frame, pkt.packet_type, pkt.data)
             return
         super().send(pkt)
-        self._bound_backlog(self.queue.qsize())
+        self._queued_bytes += _packet_size(pkt)
+        self._bound_backlog(self.queue.qsize(), self._queued_bytes)
 
     def send_message(self, text):
         """Send the Engine.IO MESSAGE ``text``, as ``send`` would send its packet."""
         if self._sends_frames:
-            self._write("4" + text, eio_packet.MESSAGE, text)
+            self._write(encode_frame("4" + text), eio_packet.MESSAGE, text)
         else:
             self.send(eio_packet.Packet(eio_packet.MESSAGE, data=text))
 
-    def _write(self, encoded, packet_type, data):
+    def poll(self):
+        packets = super().poll()
+        if self._queued_bytes:
+            self._queued_bytes = max(
+                0, self._queued_bytes - sum(_packet_size(pkt) for pkt in packets)
+            )
+        return packets
+
+    def _write(self, frame, packet_type, data):
         if not self.check_ping_timeout():
             return
-        backlog = self._frames.write(encode_frame(encoded))
+        frames = self._frames
+        backlog = frames.write(frame)
         logger = self.server.logger
         if logger.isEnabledFor(logging.DEBUG):  # python-engineio's line, at DEBUG
             logger.info(
@@ -205,16 +229,23 @@ class GuardedSocket(eio_socket.Socket):
                 "<binary>" if isinstance(data, bytes) else data,
             )
         if backlog:
-            self._bound_backlog(backlog)
+            self._bound_backlog(backlog, frames.pending_bytes)
 
-    def _bound_backlog(self, backlog):
-        limit = self.server.max_queued_packets
-        if limit is not None and backlog > limit and self.rejected is None:
-            self.reject(
-                "more than %d packets waiting to be sent (it does not read; "
-                "socketio.max_queued_packets)" % limit,
-                code=None,
-            )
+    def _bound_backlog(self, backlog, backlog_bytes):
+        if self.rejected is not None:
+            return
+        server = self.server
+        for waiting, limit, what in (
+            (backlog, server.max_queued_packets, "packets"),
+            (backlog_bytes, server.max_queued_bytes, "bytes"),
+        ):
+            if limit is not None and waiting > limit:
+                self.reject(
+                    "more than %d %s waiting to be sent (it does not read, or "
+                    "too slowly; socketio.max_queued_%s)" % (limit, what, what),
+                    code=None,
+                )
+                return
 
     def handle_post_request(self, environ):
         try:
@@ -335,6 +366,7 @@ class GuardedSocket(eio_socket.Socket):
             if pkt is None:  # closed meanwhile: what was queued before is out
                 break
             frames.write(encode_frame(pkt.encode()))
+        self._queued_bytes = 0
         self._sends_frames = True
         # python-engineio's, unused from now on: the long-poll pending at the
         # upgrade took the NOOP put for it, and later ones get a NOOP
@@ -437,6 +469,16 @@ class _GuardedWebSocketWSGI(WebSocketWSGI):
             self._turn = 0
             gevent.sleep(0)
         return message
+
+
+#: where a packet keeps its frame, once framed (see GuardedSocket.send)
+_FRAME = "_tgsio_frame"
+
+
+def _packet_size(pkt):
+    """Bytes (or characters) of a packet's data, as a queue holds it."""
+    data = pkt.data
+    return len(data) if type(data) in (str, bytes) else 0
 
 
 def _bad_text_packet(text):

@@ -341,7 +341,7 @@ class FrameWriter:
     and the socket is shut down, which wakes its reader.
     """
 
-    __slots__ = ("_socket", "_direct", "_pending", "_flusher", "failed")
+    __slots__ = ("_socket", "_direct", "_pending", "_flusher", "failed", "pending_bytes")
 
     def __init__(self, sock):
         self._socket = sock
@@ -349,6 +349,8 @@ class FrameWriter:
         self._pending = None  # frames waiting for the flusher, while it runs
         self._flusher = None
         self.failed = False
+        #: bytes of the frames waiting in ``pending``
+        self.pending_bytes = 0
 
     @property
     def backlog(self):
@@ -358,7 +360,11 @@ class FrameWriter:
 
     def write(self, data):
         """Write ``data`` (bytes) after what was written before; the backlog
-        then (0: all written, or dropped on a failed connection)."""
+        then (0: all written, or dropped on a failed connection).
+
+        ``data`` may be shared by many writers (a frame sent to many
+        clients): what waits refers to it, never copies it.
+        """
         if self.failed:
             return 0
         pending = self._pending
@@ -377,10 +383,11 @@ class FrameWriter:
                     return 0
                 if sent == len(data):
                     return 0
-                data = data[sent:]
+                data = memoryview(data)[sent:]
             self._pending = pending = collections.deque()
             self._flusher = gevent.spawn(self._flush)
         pending.append(data)
+        self.pending_bytes += len(data)
         return len(pending)
 
     def join(self, timeout):
@@ -396,6 +403,7 @@ class FrameWriter:
         cut in the middle (the connection can carry no other frame then)."""
         flusher, self._flusher = self._flusher, None
         self._pending = None
+        self.pending_bytes = 0
         if flusher is not None:
             flusher.kill(block=False)
             return True
@@ -406,13 +414,14 @@ class FrameWriter:
         try:
             while pending:
                 self._socket.sendall(pending[0])
-                pending.popleft()
+                self.pending_bytes -= len(pending.popleft())
         except OSError as error:
             self._fail(error)
         finally:
             # abandon() may have started another flusher meanwhile
             if self._pending is pending:
                 self._pending = None
+                self.pending_bytes = 0
             if self._flusher is gevent.getcurrent():
                 self._flusher = None
 
@@ -420,6 +429,7 @@ class FrameWriter:
         log.debug("writing to a WebSocket client failed: %s", error)
         self.failed = True
         self._pending = None
+        self.pending_bytes = 0
         try:
             self._socket.shutdown(socket.SHUT_RDWR)
         except OSError:  # gone already

@@ -26,15 +26,14 @@ from gevent.pool import Pool
 from gevent.server import StreamServer
 
 from . import engine as engine_module
-from .exceptions import ConfigurationError
+from .admission import parse_server_options
+from .exceptions import ConfigurationError, WorkerDiedError
 from .serving import SocketIOServer
 
 log = logging.getLogger(__name__)
 
 #: the most bytes read (peeked) to find a request line
 MAX_REQUEST_LINE = 8192
-#: seconds a connection may take to send its request line
-REQUEST_LINE_TIMEOUT = 10
 #: seconds a child gets to disconnect its clients when told to stop
 CHILD_STOP_TIMEOUT = 5
 
@@ -76,11 +75,14 @@ def check_processes(runtime, processes, sticky, where):
         )
 
 
-def serve_workers(app, host, port, resource, count, node_id=None):
+def serve_workers(app, host, port, resource, count, node_id=None, limits=None):
     """Serve ``app`` from ``count`` child processes on ``(host, port)``, forever.
 
     :param node_id: ``socketio.node_id``, which starts the workers' tags.
+    :param limits: the timeouts and caps of ``[server:main]`` (each child
+        applies them; the router gives a request line ``header_timeout``).
     """
+    limits = limits or parse_server_options({})
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
@@ -95,11 +97,21 @@ def serve_workers(app, host, port, resource, count, node_id=None):
             for _pid, channel in children:
                 channel.close()
             _run_child(
-                worker_tag(index, node_id), child_end, app, (host, port), resource
+                worker_tag(index, node_id),
+                child_end,
+                app,
+                (host, port),
+                resource,
+                limits,
             )
         child_end.close()
         children.append((pid, parent_end))
-    router = _Router(listener, [channel for _pid, channel in children], node_id)
+    router = _Router(
+        listener,
+        [channel for _pid, channel in children],
+        node_id,
+        limits["header_timeout"],
+    )
     gevent.signal_handler(signal.SIGTERM, router.close)
     log.info(
         "serving Socket.IO at http://%s:%s%s with %d worker processes (pids %s)",
@@ -116,6 +128,12 @@ def serve_workers(app, host, port, resource, count, node_id=None):
         watcher.kill()
         router.close()
         _stop_children([pid for pid, _channel in children])
+    if router.lost_worker is not None:
+        # a failure, for whoever supervises the server (systemd's
+        # Restart=on-failure restarts it)
+        raise WorkerDiedError(
+            "worker process %d exited, so the server stopped" % router.lost_worker
+        )
 
 
 def worker_tag(index, node_id=None):
@@ -126,9 +144,13 @@ def worker_tag(index, node_id=None):
 class _Router(StreamServer):
     """Hands each accepted connection to the child that holds its session."""
 
-    def __init__(self, listener, channels, node_id=None):
+    #: the pid of a worker that died, which stopped the server
+    lost_worker = None
+
+    def __init__(self, listener, channels, node_id=None, header_timeout=10.0):
         super().__init__(listener, self._route)
         self._channels = channels
+        self._header_timeout = header_timeout
         self._tags = {
             worker_tag(index, node_id): index for index in range(len(channels))
         }
@@ -136,7 +158,12 @@ class _Router(StreamServer):
 
     def _route(self, client, address):
         try:
-            index = self._owner(_peek_request_line(client))
+            request_line = _peek_request_line(client, self._header_timeout)
+            if not request_line:
+                # nothing came in time (or the client left): the worker would
+                # only wait for it again, holding a descriptor meanwhile
+                return
+            index = self._owner(request_line)
             if index is None:
                 index = next(self._next)
             peer = ("%s %s" % address[:2]).encode()
@@ -157,9 +184,10 @@ class _Router(StreamServer):
         return self._tags.get(tag + dot) if dot else None
 
 
-def _peek_request_line(client):
-    """The request line of the connection's first request, left unread."""
-    with gevent.Timeout(REQUEST_LINE_TIMEOUT, False):
+def _peek_request_line(client, timeout):
+    """The request line of the connection's first request, left unread
+    (``b""`` when it does not come within ``timeout`` seconds)."""
+    with gevent.Timeout(timeout, False):
         while True:
             head = client.recv(MAX_REQUEST_LINE, socket.MSG_PEEK)
             if not head or b"\n" in head or len(head) >= MAX_REQUEST_LINE:
@@ -168,7 +196,7 @@ def _peek_request_line(client):
     return b""
 
 
-def _run_child(tag, channel, app, address, resource):
+def _run_child(tag, channel, app, address, resource, limits):
     """Serve the connections the router hands over ``channel``; never returns."""
     status = 0
     try:
@@ -177,7 +205,9 @@ def _run_child(tag, channel, app, address, resource):
         from .runtime import runtime_of
 
         runtime = runtime_of(current_app_config())
-        server = SocketIOServer(address, app, resource=resource, runtime=runtime)
+        server = SocketIOServer(
+            address, app, resource=resource, runtime=runtime, limits=limits
+        )
         server.one_request_per_connection = True
         server.update_environ()
         pool = Pool()
@@ -219,6 +249,7 @@ def _watch_children(pids, router):
         for pid in pids:
             if _reaped(pid):
                 log.error("worker process %d exited; stopping the server", pid)
+                router.lost_worker = pid
                 router.close()
                 return
         gevent.sleep(0.5)
