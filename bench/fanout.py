@@ -136,13 +136,17 @@ class RedisServer:
 class FanoutServer:
     """A ``bench/fanout_server.py`` subprocess on one backend."""
 
-    def __init__(self, backend, redis_url, cpu):
+    def __init__(self, backend, redis_url, cpu, env=None):
         command = [sys.executable, os.path.join(BENCH_DIR, "fanout_server.py")]
         if backend == "redis":
             command += ["--redis", redis_url]
         self.backend = backend
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, bufsize=0, preexec_fn=pinned_to(cpu)
+            command,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            preexec_fn=pinned_to(cpu),
+            env=env,
         )
         self.port = read_message(self.process, 60, "the %s server" % backend)
         self.url = "ws://127.0.0.1:%d/socketio/?EIO=4&transport=websocket" % self.port

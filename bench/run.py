@@ -82,13 +82,14 @@ def read_message(process, timeout, what):
 class Server:
     """A ``bench/server.py`` subprocess and what /proc tells about it."""
 
-    def __init__(self, kind, cpu):
+    def __init__(self, kind, cpu, env=None):
         self.kind = kind
         self.process = subprocess.Popen(
             [sys.executable, os.path.join(BENCH_DIR, "server.py"), kind],
             stdout=subprocess.PIPE,
             bufsize=0,
             preexec_fn=pinned_to(cpu),
+            env=env,
         )
         self.port = read_message(self.process, 60, "the %s server" % kind)
         self.url = "ws://127.0.0.1:%d/socketio/?EIO=4&transport=websocket" % self.port
