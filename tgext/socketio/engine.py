@@ -29,7 +29,7 @@ from .dispatch import EventDispatcher
 from .exceptions import ConfigurationError
 from .keys import REQUEST_LOCALS_KEY, SESSION_TICKET_KEY
 from .memory import trimmer
-from .namespace import DENIED, is_refusal
+from .namespace import DENIED, BaseNamespace, is_refusal
 from .presence import presence_for
 from .transport import GuardedSocket
 from .wire import INVALID_NAMESPACE_MESSAGE
@@ -431,7 +431,9 @@ class SocketIOEngine(socketio.Server):
 
         What the instance sends goes to ``send_to`` until it is accepted.
         """
-        namespace_class = self.namespace_classes[namespace]
+        # "/" of an engine serving no namespace (python-socketio serves it
+        # then, as Node's server always does) is a bare BaseNamespace
+        namespace_class = self.namespace_classes.get(namespace, BaseNamespace)
         instance = namespace_class.__new__(namespace_class)
         instance._tgsio_engine = self
         instance._tgsio_sid = sid
