@@ -96,13 +96,15 @@ def test_memory_backend_needs_no_redis(chat):
     alice, bob = connect(url), connect(url)
     try:
         heard = []
-        bob.on("pubblication", heard.append, namespace="/chat")
+        bob.on("pubblication", lambda *args: heard.append(args), namespace="/chat")
         for client in (alice, bob):
             assert client.call("subscribe", ("room", "lobby"), namespace="/chat",
                                timeout=5) == "room-lobby"
         assert alice.call("say", ("lobby", "no redis here"), namespace="/chat", timeout=5)
         bob.sleep(0.3)
-        assert heard == [{"room": "lobby", "nickname": "anonymous", "text": "no redis here"}]
+        assert heard == [
+            ({"room": "lobby", "nickname": "anonymous", "text": "no redis here"}, "room-lobby")
+        ]
         assert alice.call("subscribe", ("room", "not a room!"), namespace="/chat",
                           timeout=5) is False
     finally:

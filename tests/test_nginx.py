@@ -179,7 +179,10 @@ def test_every_client_and_transport_connects_through_nginx_and_stays(
 
 def listen(client, event, namespace="/probe"):
     heard = []
-    client.on(event, heard.append, namespace=namespace)
+    if event == "pubblication":  # (message, channel): the message is heard
+        client.on(event, lambda message, channel: heard.append(message), namespace=namespace)
+    else:
+        client.on(event, heard.append, namespace=namespace)
     return heard
 
 

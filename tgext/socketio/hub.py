@@ -4,8 +4,9 @@ process, fanned out to that process's subscribers.
 anypubsub gives each subscriber a backend subscription of its own (a Redis
 connection and a blocked reader each) and has no way to end one. The hub keeps
 a single subscription per channel however many clients of the process listen,
+all of them over one Redis connection (:mod:`tgext.socketio.hub_backends`),
 ends it with the channel's last local subscriber, and outlives the backend
-going away: a listener that loses Redis backs off and subscribes again.
+going away: the reader that loses Redis backs off and subscribes again.
 
 Settings come from the app config under anypubsub's own prefix,
 ``anypubsub.``: ``backend`` (``memory`` by default, ``redis``) and the
@@ -18,12 +19,12 @@ import logging
 
 import anypubsub
 import gevent
+import gevent.event
 import gevent.queue
-from gevent import GreenletExit
 
 from ._redis import disconnect_pool
 from .exceptions import ConfigurationError, SocketIOExtError
-from .keys import PUBSUB_CHANNEL_PREFIX
+from .hub_backends import channels_for
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,14 @@ DEFAULT_BACKEND = "memory"
 #: the event every subscriber receives, spelled as in tgext.socketio 0.0.x
 PUBLICATION_EVENT = "pubblication"
 
-#: seconds a listener waits before subscribing again after losing the backend
-RETRY_FIRST_DELAY = 0.2
-RETRY_MAX_DELAY = 5.0
+#: seconds a subscribe waits for the backend to confirm a new channel
+SUBSCRIBE_WAIT = 2.0
 
 _REDIS_INTEGER_KEYS = ("port", "db", "max_connections")
+
+#: connections publishing may use at once, unless anypubsub.max_connections
+#: says otherwise (plus the one the process listens on)
+DEFAULT_MAX_CONNECTIONS = 8
 
 
 class PublishError(SocketIOExtError):
@@ -121,15 +125,25 @@ def _create_redis_backend(settings):
             "redis:// URL), port, db, password and max_connections."
             % (", ".join(PREFIX + key for key in sorted(unknown)), PREFIX)
         )
-    # Fail fast when Redis is away (no retries inside redis-py: the hub's
-    # listeners retry on their own, and a publish must answer at once).
-    connection_options = {"socket_connect_timeout": 5, "socket_keepalive": True}
+    # Fail fast when Redis is away or hangs (the hub's reader retries on its
+    # own, and a publish must answer); a small pool, which a publish waits
+    # for up to 5 s when every connection is busy.
+    connection_options = {
+        "socket_connect_timeout": 5,
+        "socket_timeout": 5,
+        "socket_keepalive": True,
+        "max_connections": settings.pop("max_connections", None)
+        or DEFAULT_MAX_CONNECTIONS,
+        "timeout": 5,
+    }
     host = str(settings.pop("host", None) or "localhost").strip()
     try:
         if "://" in host:
-            pool = redis.ConnectionPool.from_url(host, **connection_options)
+            pool = redis.BlockingConnectionPool.from_url(host, **connection_options)
         else:
-            pool = redis.ConnectionPool(host=host, **settings, **connection_options)
+            pool = redis.BlockingConnectionPool(
+                host=host, **settings, **connection_options
+            )
     except ValueError as error:
         raise ConfigurationError(
             "%shost = %r is not a Redis address (%s); set it to a host name or "
@@ -143,22 +157,26 @@ def _unbounded_queue(maxsize=None):
 
 
 class _Channel:
-    """One channel of a hub: its local subscribers and its backend subscription."""
+    """One channel of a hub: its local subscribers, and whether the backend
+    has confirmed the subscription."""
 
-    __slots__ = ("name", "groups", "subscriber", "listener", "closed")
+    __slots__ = ("name", "groups", "live")
 
     def __init__(self, name):
         self.name = name
         # (engine, namespace) -> {namespace instance: None}: one packet is
         # encoded per group and sent to each of its members
         self.groups = {}
-        self.subscriber = None
-        self.listener = None
-        self.closed = False
+        self.live = gevent.event.Event()
 
 
 class PubSubHub:
-    """Channels and their local subscribers, over one anypubsub backend.
+    """Channels and their local subscribers, over one backend.
+
+    One subscription per process to each channel with local subscribers,
+    all over one Redis connection for the Redis backend
+    (:mod:`tgext.socketio.hub_backends`); the hub fans each publication out
+    to the local subscribers, encoded once per namespace.
 
     :param backend: an anypubsub ``PubSub`` (see :func:`create_backend`).
     """
@@ -166,6 +184,7 @@ class PubSubHub:
     def __init__(self, backend):
         self.backend = backend
         self._channels = {}  # channel name -> _Channel
+        self._backend_channels = channels_for(self, backend)
 
     def channel_names(self):
         """The channels with at least one subscriber in this process."""
@@ -174,26 +193,23 @@ class PubSubHub:
     def subscribe(self, name, member):
         """Deliver the messages of channel ``name`` to ``member``.
 
-        ``member`` is a namespace instance; the first one of a channel opens
-        the backend subscription before this returns, so a publish made after
-        the client's ``subscribe`` ack reaches it.
+        ``member`` is a namespace instance. Before this returns, the backend
+        has confirmed the channel's subscription (or ``SUBSCRIBE_WAIT``
+        seconds passed: Redis is away or slow, and the reader subscribes by
+        itself later), so a publish made after the client's ``subscribe``
+        ack reaches it.
         """
         channel = self._channels.get(name)
         if channel is None:
             channel = self._channels[name] = _Channel(name)
-            try:
-                channel.subscriber = self.backend.subscribe(
-                PUBSUB_CHANNEL_PREFIX + name
-            )
-            except Exception as error:  # the backend's boundary (Redis away)
-                # the listener retries, and logs the outage
-                log.debug("pub/sub channel %r: cannot subscribe: %s", name, error)
-            channel.listener = gevent.spawn(self._listen, channel)
+            self._backend_channels.listen(name)
         key = (member._tgsio_engine, member.ns_name)
         channel.groups.setdefault(key, {})[member] = None
+        if not channel.live.is_set() and self._backend_channels.available:
+            channel.live.wait(SUBSCRIBE_WAIT)
 
     def unsubscribe(self, name, member):
-        """Stop delivering channel ``name`` to ``member``; the last one closes it."""
+        """Stop delivering channel ``name`` to ``member``; the last one ends it."""
         channel = self._channels.get(name)
         if channel is None:
             return
@@ -205,7 +221,7 @@ class PubSubHub:
                 del channel.groups[key]
         if not channel.groups:
             del self._channels[name]
-            self._stop(channel)
+            self._backend_channels.unlisten(name)
 
     def publish(self, name, message):
         """Send ``message`` (a JSON text) to every subscriber of channel ``name``.
@@ -213,7 +229,7 @@ class PubSubHub:
         :raises PublishError: when the backend cannot take it.
         """
         try:
-            self.backend.publish(PUBSUB_CHANNEL_PREFIX + name, message)
+            self._backend_channels.publish(name, message)
         except Exception as error:  # the backend's boundary (Redis away)
             raise PublishError(
                 "pub/sub backend refused a message for channel %r: %s: %s"
@@ -221,95 +237,38 @@ class PubSubHub:
             ) from error
 
     def close(self):
-        """End every channel's backend subscription and listener, and close
-        the backend's connections (redis-py's pool, which publishing uses):
-        left to the garbage collector, a socket may be finalized before the
-        connection that would have closed it."""
-        channels, self._channels = list(self._channels.values()), {}
-        for channel in channels:
-            channel.groups.clear()
-            self._stop(channel)
+        """Stop listening, and close the backend's connections (redis-py's
+        pool, which publishing uses): left to the garbage collector, a socket
+        may be finalized before the connection that would have closed it."""
+        self._channels = {}
+        self._backend_channels.close()
         pool = getattr(self.backend, "connection_pool", None)
         if pool is not None:
             disconnect_pool(pool, "the pub/sub backend's connections")
 
-    # -- the listener of one channel ------------------------------------------
+    # -- what the backend calls -------------------------------------------------
 
-    def _stop(self, channel):
-        channel.closed = True
-        listener = channel.listener
-        if listener is not None and listener is not gevent.getcurrent():
-            # Kill it before closing its subscriber: closing a socket another
-            # greenlet reads makes gevent raise in that reader.
-            listener.kill(block=True, timeout=1)
-        _close_subscriber(channel)
+    def confirmed(self, name):
+        """The backend is subscribed to channel ``name``."""
+        channel = self._channels.get(name)
+        if channel is not None:
+            channel.live.set()
 
-    def _listen(self, channel):
-        delay = RETRY_FIRST_DELAY
-        lost = False
+    def deliver(self, name, raw):
+        """Hand a publication on channel ``name`` to its local subscribers."""
+        channel = self._channels.get(name)
+        if channel is None:
+            return  # unsubscribed meanwhile
         try:
-            while not channel.closed:
-                try:
-                    if channel.subscriber is None:
-                        channel.subscriber = self.backend.subscribe(
-                            PUBSUB_CHANNEL_PREFIX + channel.name
-                        )
-                    if lost:
-                        log.warning(
-                            "pub/sub channel %r: subscribed again", channel.name
-                        )
-                        lost, delay = False, RETRY_FIRST_DELAY
-                    self._relay(channel)
-                except GreenletExit:
-                    raise
-                except Exception as error:  # the backend's boundary (Redis away)
-                    # one line when the backend goes, one when it is back
-                    (log.debug if lost else log.warning)(
-                        "pub/sub channel %r: lost the backend (%s: %s); "
-                        "subscribing again every %.1fs at most",
-                        channel.name,
-                        type(error).__name__,
-                        error,
-                        RETRY_MAX_DELAY,
-                    )
-                    lost = True
-                _close_subscriber(channel)
-                gevent.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_DELAY)
-        finally:
-            _close_subscriber(channel)
-
-    def _relay(self, channel):
-        """Hand each message of the channel to its local subscribers."""
-        subscriber = channel.subscriber
-        while not channel.closed:
-            raw = next(subscriber)
-            if raw is None:
-                # anypubsub's Redis subscriber returns None, forever, once
-                # redis-py's PubSub is no longer subscribed.
-                raise ConnectionError("the subscription ended")
-            try:
-                message = json.loads(raw)
-            except ValueError as error:
-                log.warning(
-                    "pub/sub channel %r: dropped a message that is not JSON (%s)",
-                    channel.name,
-                    error,
-                )
-                continue
-            for (engine, namespace), members in list(channel.groups.items()):
-                engine.send_to_instances(
-                    list(members), namespace, PUBLICATION_EVENT, (message,)
-                )
-
-
-def _close_subscriber(channel):
-    """Close a subscription's backend resources (redis-py's ``PubSub``)."""
-    subscriber, channel.subscriber = channel.subscriber, None
-    pubsub = getattr(subscriber, "pubsub", None)
-    if pubsub is None:
-        return  # memory: the backend holds subscribers weakly
-    try:
-        pubsub.close()
-    except Exception as error:  # closing a connection already lost
-        log.debug("pub/sub channel %r: close failed: %s", channel.name, error)
+            message = json.loads(raw)
+        except ValueError as error:
+            log.warning(
+                "pub/sub channel %r: dropped a message that is not JSON (%s)",
+                name,
+                error,
+            )
+            return
+        for (engine, namespace), members in list(channel.groups.items()):
+            engine.send_to_instances(
+                list(members), namespace, PUBLICATION_EVENT, (message, name)
+            )

@@ -1,0 +1,246 @@
+"""How a hub's channels reach the other processes: not at all (memory), or
+all of them over one Redis connection read by one greenlet.
+
+anypubsub, the configuration surface, gives each subscriber a Redis
+connection and a blocked reader of its own and has no way to add a channel
+to a subscription or end one: past the pool's size (100 by default) a
+subscription was acknowledged and never delivered. Here a process listens to
+every channel it needs on one redis-py ``PubSub``, owned by one reader
+greenlet, which adds and drops channels as the hub asks; publishing shares a
+small bounded pool. See ``docs/decisions.rst``.
+"""
+
+import logging
+import uuid
+
+import gevent
+from gevent import GreenletExit
+
+from ._redis import disconnect_pool
+from .keys import PUBSUB_CHANNEL_PREFIX
+
+log = logging.getLogger(__name__)
+
+#: seconds a reader waits before subscribing again after losing Redis
+RETRY_FIRST_DELAY = 0.2
+RETRY_MAX_DELAY = 5.0
+#: seconds the reader waits for a message before looking at its work again
+READ_TIMEOUT = 1.0
+#: channel names per SUBSCRIBE or UNSUBSCRIBE sent
+NAMES_PER_COMMAND = 1000
+#: messages the reader handles in a row before letting other greenlets run
+MESSAGES_PER_TURN = 64
+#: starts the name of each reader's wake-up channel (never a PubSub channel's:
+#: those start with PUBSUB_CHANNEL_PREFIX)
+WAKE_CHANNEL_PREFIX = "tgext.socketio.hub:"
+
+
+class LocalChannels:
+    """The memory backend: a publication reaches this process's subscribers,
+    delivered by the publisher's own greenlet (anypubsub's memory backend
+    queued it per subscriber, and kept an entry for every channel name
+    ever published)."""
+
+    def __init__(self, hub):
+        self._hub = hub
+
+    def listen(self, name):
+        self._hub.confirmed(name)
+
+    def unlisten(self, name):
+        pass
+
+    def publish(self, name, payload):
+        self._hub.deliver(name, payload)
+
+    #: a subscription is confirmed at once
+    available = True
+
+    def close(self):
+        pass
+
+
+class RedisChannels:
+    """Every channel of a process over one Redis connection.
+
+    The reader greenlet alone uses the connection: it sends SUBSCRIBE and
+    UNSUBSCRIBE for what changed in ``listen``/``unlisten`` (in batches),
+    reads the messages and hands them to the hub. To have it act at once, a
+    caller publishes an empty message on the reader's own wake-up channel
+    (through the publishing pool). Losing Redis, the reader backs off
+    (0.2 s doubling to 5 s), then subscribes everything again on a new
+    connection; a Redis that hangs only keeps it waiting.
+
+    :param backend: anypubsub's Redis backend (its ``connection_pool`` and
+        ``publish``).
+    """
+
+    def __init__(self, hub, backend):
+        import redis
+
+        self._hub = hub
+        self._backend = backend
+        pool = backend.connection_pool
+        self._client = redis.Redis(connection_pool=pool)
+        # wake-ups go over one connection of their own, whatever their number
+        self._waker = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool(
+                connection_class=pool.connection_class,
+                max_connections=1,
+                timeout=5,
+                **pool.connection_kwargs,
+            )
+        )
+        self._wake_channel = WAKE_CHANNEL_PREFIX + uuid.uuid4().hex
+        self._wanted = set()  # backend channel names the hub listens to
+        self._sent = set()  # those SUBSCRIBE was sent for on this connection
+        self._pubsub = None
+        self._reader = None
+        self._wake_pending = False
+        self._closed = False
+        #: whether the reader has a working connection (waking it makes sense)
+        self.connected = False
+        #: whether Redis has not failed the reader since it last worked (a
+        #: subscribe waits for Redis's confirmation only then)
+        self.available = True
+
+    # -- what the hub calls ---------------------------------------------------------
+
+    def listen(self, name):
+        self._wanted.add(PUBSUB_CHANNEL_PREFIX + name)
+        self._start()
+        self._wake()
+
+    def unlisten(self, name):
+        self._wanted.discard(PUBSUB_CHANNEL_PREFIX + name)
+        self._wake()
+
+    def publish(self, name, payload):
+        self._backend.publish(PUBSUB_CHANNEL_PREFIX + name, payload)
+
+    def close(self):
+        """End the reader and close its connection; a later ``listen`` starts anew."""
+        self._closed = True
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.kill(block=True, timeout=1)
+        self._reset()
+        self._wanted.clear()
+        disconnect_pool(self._waker.connection_pool, "the pub/sub reader's waker")
+        self._closed = False
+
+    # -- the reader ---------------------------------------------------------------
+
+    def _start(self):
+        if self._reader is None or self._reader.dead:
+            self._reader = gevent.spawn(self._read)
+
+    def _wake(self):
+        """Have the reader look at its work now, not at its next timeout."""
+        if self._wake_pending or self._reader is None or not self.connected:
+            return
+        self._wake_pending = True
+        try:
+            self._waker.publish(self._wake_channel, b"")
+        except Exception as error:  # Redis away: the reader finds out too
+            self._wake_pending = False
+            log.debug("waking the pub/sub reader failed: %s", error)
+
+    def _read(self):
+        delay = RETRY_FIRST_DELAY
+        lost = False
+        try:
+            # until nothing is wanted nor subscribed: no connection is held
+            # then, and the next listen starts another reader
+            while not self._closed and (self._wanted or self._sent):
+                try:
+                    self._turn()
+                    self.available = True
+                    if lost:
+                        log.warning("pub/sub: subscribed again to %d channels", len(self._sent))
+                        lost, delay = False, RETRY_FIRST_DELAY
+                except GreenletExit:
+                    raise
+                except Exception as error:  # the backend's boundary (Redis away)
+                    # one line when Redis goes, one when it is back
+                    (log.debug if lost else log.warning)(
+                        "pub/sub: lost Redis (%s: %s); subscribing again every "
+                        "%.1fs at most",
+                        type(error).__name__,
+                        error,
+                        RETRY_MAX_DELAY,
+                    )
+                    lost = True
+                    self.available = False
+                    self._reset()
+                    gevent.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_DELAY)
+        finally:
+            self._reset()
+            if self._reader is gevent.getcurrent():
+                self._reader = None
+                if self._wanted and not self._closed:
+                    self._start()  # wanted again while this one was ending
+
+    def _turn(self):
+        """Send what changed, then hand over what came (or wait for it)."""
+        if self._pubsub is None:
+            self._pubsub = self._client.pubsub()
+            self._pubsub.subscribe(self._wake_channel)  # connects
+        self._wake_pending = False
+        wanted, sent = self._wanted, self._sent
+        for batch in _batches(sent - wanted):
+            self._pubsub.unsubscribe(*batch)
+            sent.difference_update(batch)
+        for batch in _batches(wanted - sent):
+            self._pubsub.subscribe(*batch)
+            sent.update(batch)
+        message = self._pubsub.get_message(timeout=READ_TIMEOUT)
+        self.connected = True
+        handled = 0
+        while message is not None:
+            self._handle(message)
+            handled += 1
+            if handled % MESSAGES_PER_TURN == 0:
+                gevent.sleep(0)  # a burst (10,000 confirmations) shares the loop
+            if self._wake_pending:
+                return  # new work came meanwhile: send it first
+            message = self._pubsub.get_message(timeout=0)
+
+    def _handle(self, message):
+        kind = message["type"]
+        channel = message["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode("utf-8", "replace")
+        if not channel.startswith(PUBSUB_CHANNEL_PREFIX):
+            return  # the wake-up channel's
+        name = channel[len(PUBSUB_CHANNEL_PREFIX) :]
+        if kind == "message":
+            self._hub.deliver(name, message["data"])
+        elif kind == "subscribe":
+            self._hub.confirmed(name)
+
+    def _reset(self):
+        """Close the connection; everything is subscribed again on the next."""
+        self.connected = False
+        self._sent = set()
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except Exception as error:  # a connection already lost
+                log.debug("closing the pub/sub connection failed: %s", error)
+
+
+def _batches(names):
+    names = list(names)
+    for start in range(0, len(names), NAMES_PER_COMMAND):
+        yield names[start : start + NAMES_PER_COMMAND]
+
+
+def channels_for(hub, backend):
+    """The channels object of ``backend`` (an anypubsub backend)."""
+    if getattr(backend, "connection_pool", None) is not None:
+        return RedisChannels(hub, backend)
+    return LocalChannels(hub)
+
