@@ -571,3 +571,42 @@ def test_a_channel_named_like_the_message_queue_receives_nothing_internal(
     for number in range(20):
         assert shouts.get(timeout=5) == "hello %d" % number
     assert nothing_in(publications)
+
+
+def test_a_client_is_refused_past_max_subscriptions(serve, backend):
+    server = serve({"news": News}, config=dict(backend, **{"socketio.max_subscriptions": 3}))
+    client = server.connect(namespaces=["/news"])
+    errors, heard = listen(client, "error"), listen_with_channels(client)
+    assert [subscribe(client, "room", number) for number in range(3)] == [
+        "room-0", "room-1", "room-2"]
+    assert subscribe(client, "room", 3) is False
+    assert errors.get(timeout=5) == (
+        "too_many_subscriptions",
+        "You may subscribe to 3 channels at most in this namespace "
+        "(socketio.max_subscriptions)",
+    )
+    assert subscribe(client, "room", 1) == "room-1"  # one it has: no new channel
+    client.call("publish", ("room-3", "not for you"), namespace="/news", timeout=5)
+    client.call("publish", ("room-2", "for you"), namespace="/news", timeout=5)
+    assert heard.get(timeout=5) == ("for you", "room-2")
+    assert nothing_in(heard)
+    # another connection has a budget of its own; leaving one makes room
+    assert client.call("unsubscribe", ("room", 0), namespace="/news", timeout=5) == "room-0"
+    assert subscribe(client, "room", 3) == "room-3"
+
+
+def test_a_publication_over_the_limit_is_refused_naming_it(serve, backend):
+    server = serve({"news": News},
+                   config=dict(backend, **{"socketio.max_publication_bytes": 1000}))
+    client = server.connect(namespaces=["/news"])
+    errors, heard = listen(client, "error"), listen(client)
+    subscribe(client, "news")
+    assert client.call("publish", ("news", "x" * 998), namespace="/news", timeout=5) is True
+    assert heard.get(timeout=5) == "x" * 998  # 1,000 bytes of JSON
+    assert client.call("publish", ("news", "x" * 999), namespace="/news", timeout=5) is False
+    assert errors.get(timeout=5) == (
+        "publication_too_large",
+        "A publication of 1001 bytes is over the limit of 1000 "
+        "(socketio.max_publication_bytes)",
+    )
+    assert nothing_in(heard)

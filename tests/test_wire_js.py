@@ -18,6 +18,7 @@ import pytest
 from gevent.queue import Empty, Queue
 
 from tgext.socketio import BaseNamespace
+from tgext.socketio.pubsub import PubSubTGNamespace
 
 from .conftest import build_app, controller_for
 
@@ -465,3 +466,33 @@ def test_example_auto_attack_is_a_ping_or_a_fireball_chosen_by_the_server(exampl
             break
     assert outcomes == {1, 10}
     assert client.events("error") == []
+
+
+class Channels(PubSubTGNamespace):
+    def subscribe_room(self, roomid):
+        return "room-%s" % roomid
+
+    def on_publish(self, channel, message):
+        return self.publish(channel, message)
+
+
+@all_transports
+def test_publications_name_their_channel_and_subscriptions_are_bounded(
+    serve, js_client, transport
+):
+    server = serve({"channels": Channels}, config={"socketio.max_subscriptions": 2})
+    client = js_client(server, "/channels", transport)
+    assert client.call("subscribe", "room", 1) == ["room-1"]
+    assert client.call("subscribe", "room", 2) == ["room-2"]
+    assert client.call("subscribe", "room", 3) == [False]
+    assert client.events("error") == [[
+        "too_many_subscriptions",
+        "You may subscribe to 2 channels at most in this namespace "
+        "(socketio.max_subscriptions)",
+    ]]
+    assert client.call("publish", "room-2", {"n": 2}) == [True]
+    assert client.call("publish", "room-1", {"n": 1}) == [True]
+    client.wait(lambda m: m["type"] == "event" and m["event"] == "pubblication"
+                and m["args"][1] == "room-1", seen=True)
+    # what socket.io-client hands a handler: (message, channel)
+    assert client.events("pubblication") == [[{"n": 2}, "room-2"], [{"n": 1}, "room-1"]]

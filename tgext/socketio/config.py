@@ -141,6 +141,22 @@ OPTIONS = (
         "past it the client is disconnected",
     ),
     (
+        "max_subscriptions",
+        100,
+        _positive_int,
+        "a positive whole number",
+        "PubSub channels one client may subscribe to in one namespace; past "
+        "it a subscribe gets the error too_many_subscriptions and the ack false",
+    ),
+    (
+        "max_publication_bytes",
+        1000000,
+        _positive_int,
+        "a positive whole number of bytes",
+        "the JSON of one PubSub publication; a larger one is refused "
+        "(publication_too_large for a client, PublishError outside a namespace)",
+    ),
+    (
         "max_queued_bytes",
         16 * 1024 * 1024,
         _positive_int,

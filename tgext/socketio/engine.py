@@ -177,6 +177,8 @@ class SocketIOEngine(socketio.Server):
         #: what is sent to them
         self.manager.connecting = {}
         self.presence = presence_for(self.manager, options)
+        #: channels one client may subscribe to in one PubSubTGNamespace
+        self.max_subscriptions = options["max_subscriptions"]
         self.eio.max_queued_packets = options["max_queued_packets"]
         self.eio.max_queued_bytes = options["max_queued_bytes"]
         trimmer.malloc_above = options["malloc_above"]

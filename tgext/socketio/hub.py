@@ -48,6 +48,17 @@ class PublishError(SocketIOExtError):
     """The pub/sub backend could not take a message (Redis is down, say)."""
 
 
+class PublicationTooLarge(PublishError):
+    """A publication is over ``socketio.max_publication_bytes``."""
+
+    def __init__(self, size, limit):
+        super().__init__(
+            "a publication of %d bytes is over socketio.max_publication_bytes "
+            "(%d)" % (size, limit)
+        )
+        self.size, self.limit = size, limit
+
+
 def backend_settings(app_config):
     """Return ``(backend name, keyword arguments)`` from ``anypubsub.*`` keys.
 
@@ -179,10 +190,12 @@ class PubSubHub:
     to the local subscribers, encoded once per namespace.
 
     :param backend: an anypubsub ``PubSub`` (see :func:`create_backend`).
+    :param max_publication_bytes: the largest publication's JSON, or ``None``.
     """
 
-    def __init__(self, backend):
+    def __init__(self, backend, max_publication_bytes=None):
         self.backend = backend
+        self.max_publication_bytes = max_publication_bytes
         self._channels = {}  # channel name -> _Channel
         self._backend_channels = channels_for(self, backend)
 
@@ -226,8 +239,13 @@ class PubSubHub:
     def publish(self, name, message):
         """Send ``message`` (a JSON text) to every subscriber of channel ``name``.
 
+        :raises PublicationTooLarge: past ``max_publication_bytes``.
         :raises PublishError: when the backend cannot take it.
         """
+        limit = self.max_publication_bytes
+        # json.dumps writes ASCII: characters are bytes
+        if limit is not None and len(message) > limit:
+            raise PublicationTooLarge(len(message), limit)
         try:
             self._backend_channels.publish(name, message)
         except Exception as error:  # the backend's boundary (Redis away)

@@ -13,7 +13,7 @@ import json
 import logging
 
 from . import _tg, wire
-from .hub import PUBLICATION_EVENT, PublishError
+from .hub import PUBLICATION_EVENT, PublicationTooLarge, PublishError
 from .namespace import is_refusal
 from .runtime import runtime_of
 from .tgnamespace import SocketIOTGNamespace
@@ -71,6 +71,13 @@ class PubSubTGNamespace(SocketIOTGNamespace):
             return False
         if isinstance(result, str) and result:
             channel = result
+        subscribed = self._tgsio_subscriptions.values()
+        limit = self._tgsio_engine.max_subscriptions
+        if channel not in subscribed and len(set(subscribed)) >= limit:
+            self.error(
+                wire.TOO_MANY_SUBSCRIPTIONS, wire.too_many_subscriptions_message(limit)
+            )
+            return False
         self._tgsio_subscribe(_subscription_key(args), channel)
         return channel
 
@@ -93,12 +100,19 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         """Send ``message`` (JSON-serializable) to every subscriber of ``channel``.
 
         :returns: ``True``, or ``False`` when the backend could not take it
-            (this client then gets ``error`` ``publish_failed``).
+            (this client then gets ``error`` ``publish_failed``) or it is
+            over ``socketio.max_publication_bytes`` (``publication_too_large``).
         :raises TypeError: when ``message`` cannot be encoded as JSON.
         """
         payload = json.dumps(message)
         try:
             self._tgsio_pubsub_hub().publish(channel, payload)
+        except PublicationTooLarge as error:
+            self.error(
+                wire.PUBLICATION_TOO_LARGE,
+                wire.publication_too_large_message(error.size, error.limit),
+            )
+            return False
         except PublishError as error:
             self._tgsio_engine.warn_about_client(
                 self._tgsio_eio_sid,
@@ -178,4 +192,10 @@ def _subscription_key(args):
     return json.dumps(args, sort_keys=True, default=repr)
 
 
-__all__ = ("PubSubTGNamespace", "PublishError", "publish", "PUBLICATION_EVENT")
+__all__ = (
+    "PubSubTGNamespace",
+    "PublicationTooLarge",
+    "PublishError",
+    "publish",
+    "PUBLICATION_EVENT",
+)

@@ -29,7 +29,10 @@ class AppRuntime:
     def __init__(self, app_config):
         self.options = parse_options(app_config)
         self.pubsub_backend = backend_settings(app_config)[0]
-        self.hub = PubSubHub(create_backend(app_config))
+        self.hub = PubSubHub(
+            create_backend(app_config),
+            max_publication_bytes=self.options["max_publication_bytes"],
+        )
         self._engines = {}  # SocketIOController instance -> SocketIOEngine
         #: where the app's ``SocketIOController`` instances are mounted, as
         #: attribute paths (``/socketio``), found when the app was made

@@ -29,6 +29,8 @@ INVALID_NAMESPACE_MESSAGE = "Invalid namespace"
 
 # limits (new: 0.0.x had none)
 TOO_MANY_EVENTS = "too_many_events"
+TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+PUBLICATION_TOO_LARGE = "publication_too_large"
 
 #: an event name starts with a letter and holds letters, digits, ``_`` and spaces
 EVENT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_ ]*\Z")
@@ -55,6 +57,20 @@ def publish_failed_message(channel):
     return (
         'Could not publish on channel "%s": the pub/sub backend is unavailable'
         % channel
+    )
+
+
+def too_many_subscriptions_message(limit):
+    return (
+        "You may subscribe to %d channels at most in this namespace "
+        "(socketio.max_subscriptions)" % limit
+    )
+
+
+def publication_too_large_message(size, limit):
+    return (
+        "A publication of %d bytes is over the limit of %d "
+        "(socketio.max_publication_bytes)" % (size, limit)
     )
 
 
