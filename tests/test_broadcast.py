@@ -112,3 +112,19 @@ def test_emit_without_app_or_queue_says_how_to_fix_it():
     assert result.returncode != 0
     assert "RuntimeError: emit('x') found no Socket.IO server for namespace /chat" in result.stderr
     assert "pass message_queue=" in result.stderr
+
+
+def test_a_client_is_kept_out_of_rooms_past_max_rooms(serve):
+    server = serve({"chat": Chat}, config={"socketio.max_rooms": 3})
+    client = server.connect(namespaces=["/chat"])
+    errors = listen(client, "error")
+    for room in ("a", "b", "c"):
+        assert client.call("join", room, namespace="/chat", timeout=5)
+    rooms = client.call("join", "d", namespace="/chat", timeout=5)
+    assert "/chat_d" not in rooms and len(rooms) == 3
+    assert errors.get(timeout=5) == (
+        "too_many_rooms",
+        "You may be in 3 rooms at most in this namespace (socketio.max_rooms)",
+    )
+    assert "/chat_a" in client.call("join", "a", namespace="/chat", timeout=5)  # in it already
+    assert nothing_more(errors)

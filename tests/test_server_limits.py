@@ -4,6 +4,7 @@ short never runs, connections and sessions are capped per process and per
 client address, a process out of descriptors backs off, while a witness
 keeps being answered and new clients get in."""
 
+import json
 import logging
 import socket
 import time
@@ -286,3 +287,72 @@ def test_abandoned_handshakes_from_one_address_are_capped(gearbox_at_1024):
     grown = memory_mb(server.process.pid) - baseline
     assert grown < 60, "RSS grew %.0f MB" % grown
     assert server.log().count("refused a client") <= 21
+
+
+# -- found by an independent probe -------------------------------------------------
+
+
+def test_pipelined_requests_share_the_loop(limited):
+    """gevent answered buffered keep-alive requests in a row: 50,000
+    pipelined requests held the loop for seconds."""
+    server = limited()
+    client = server.connect(namespaces=["/probe"])
+    sock = raw_connection(server.port)
+    sock.sendall(b"GET /socketio/nothing HTTP/1.1\r\nHost: x\r\n\r\n" * 20000)
+    slowest = 0
+    answered = 0
+    sock.setblocking(False)
+    deadline = time.monotonic() + 60
+    while answered < 20000 and time.monotonic() < deadline:
+        started = time.monotonic()
+        assert client.call("add", (1, 2), namespace="/probe", timeout=5) == 3
+        slowest = max(slowest, time.monotonic() - started)
+        try:
+            while True:
+                answered += sock.recv(1 << 20).count(b"HTTP/1.1 404")
+        except BlockingIOError:
+            pass
+    sock.close()
+    assert answered == 20000
+    assert slowest < 0.5, "the loop was held %.2f s" % slowest
+
+
+def polling_session(server):
+    """The sid of a new long-polling session."""
+    response = requests.get(server.url + HANDSHAKE, timeout=5)
+    return json.loads(response.text[1:])["sid"]
+
+
+def test_a_polling_body_cut_short_is_one_line_and_ends_the_session(limited, caplog):
+    server = limited()
+    sid = polling_session(server)
+    with caplog.at_level(logging.WARNING, logger="tgext.socketio"):
+        sock = raw_connection(server.port)
+        sock.sendall(
+            ("POST %s&sid=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n40/probe,"
+             % (HANDSHAKE, sid)).encode()
+        )
+        sock.shutdown(socket.SHUT_WR)
+        closed_by_server(sock, 5)
+        sock.close()
+        gevent.sleep(0.2)
+    assert not [r for r in caplog.records if r.exc_info]
+    lines = [r.getMessage() for r in caplog.records if "cut short" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in caplog.records]
+    # the session is gone: its next poll is refused
+    assert requests.get(server.url + HANDSHAKE + "&sid=" + sid, timeout=5).status_code == 400
+
+
+def test_a_stalled_body_is_cut_after_header_timeout(limited):
+    server = limited(header_timeout="1")
+    sid = polling_session(server)
+    sock = raw_connection(server.port)
+    sock.sendall(
+        ("POST %s&sid=%s HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n"
+         % (HANDSHAKE, sid)).encode() + b"x" * 50000
+    )
+    started = time.monotonic()
+    closed, answer = closed_by_server(sock, 10)
+    sock.close()
+    assert closed and answer.startswith(b"HTTP/1.1 400")
+    assert 0.9 < time.monotonic() - started < 4

@@ -141,6 +141,14 @@ OPTIONS = (
         "past it the client is disconnected",
     ),
     (
+        "max_rooms",
+        1000,
+        _positive_int,
+        "a positive whole number",
+        "rooms one client may be in in one namespace (RoomsMixin.join); past "
+        "it join() returns False and the client gets the error too_many_rooms",
+    ),
+    (
         "max_subscriptions",
         100,
         _positive_int,

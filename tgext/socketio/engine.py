@@ -70,8 +70,11 @@ class _PacketTraceLogger(logging.LoggerAdapter):
 
     def log(self, level, msg, *args, **kwargs):
         # their warnings and errors may quote the wire (a session id from
-        # the query string): one line each, whatever it holds
+        # the query string): one line each, whatever it holds; and clients
+        # cause most of them: within the budget of client-caused lines
         if level >= logging.WARNING and self.logger.isEnabledFor(level):
+            if not clientlog.client_lines.allow(printable(str(msg), 40)):
+                return
             text = str(msg) % args if args else str(msg)
             self.logger.log(level, "%s", printable(text, 500), **kwargs)
         else:
@@ -177,8 +180,10 @@ class SocketIOEngine(socketio.Server):
         #: what is sent to them
         self.manager.connecting = {}
         self.presence = presence_for(self.manager, options)
-        #: channels one client may subscribe to in one PubSubTGNamespace
+        #: channels one client may subscribe to in one PubSubTGNamespace, and
+        #: rooms it may be in (RoomsMixin)
         self.max_subscriptions = options["max_subscriptions"]
+        self.max_rooms = options["max_rooms"]
         self.eio.max_queued_packets = options["max_queued_packets"]
         self.eio.max_queued_bytes = options["max_queued_bytes"]
         trimmer.malloc_above = options["malloc_above"]

@@ -4,6 +4,8 @@ Both go through python-socketio's client manager, so with
 ``socketio.message_queue`` set they reach clients of every process.
 """
 
+from . import wire
+
 
 class BroadcastMixin:
     """Emit to every client of the namespace.
@@ -34,11 +36,25 @@ class RoomsMixin:
         return self.session.setdefault("rooms", set())
 
     def join(self, room):
-        """Put this client in ``room``."""
+        """Put this client in ``room``.
+
+        :returns: ``True``; ``False`` when the client is in
+            ``socketio.max_rooms`` rooms of this namespace already (it then
+            gets the error ``too_many_rooms``).
+        """
         engine = self._tgsio_engine
+        rooms = self._session_rooms()
+        limit = engine.max_rooms
+        entry = self.ns_name + "_" + room
+        if entry not in rooms and len(rooms) >= limit and (
+            sum(1 for joined in rooms if joined.startswith(self.ns_name + "_")) >= limit
+        ):
+            self.error(wire.TOO_MANY_ROOMS, wire.too_many_rooms_message(limit))
+            return False
         engine.enter_room(self._tgsio_sid, room, namespace=self.ns_name)
         engine.presence.add(self.ns_name, room, self._tgsio_sid)
-        self._session_rooms().add(self.ns_name + "_" + room)
+        rooms.add(entry)
+        return True
 
     def leave(self, room):
         """Take this client out of ``room``."""

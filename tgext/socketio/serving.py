@@ -114,6 +114,8 @@ class SocketIOHandler(WebSocketHandler):
     def upgrade_connection(self):
         result = super().upgrade_connection()
         websocket = getattr(self, "websocket", None)
+        if websocket is not None:
+            self.socket.settimeout(None)  # a WebSocket may be quiet for long
         if websocket is not None and type(websocket) is WebSocket:
             # same slots: the connection changes class in place
             websocket.__class__ = BoundedWebSocket
@@ -156,6 +158,11 @@ class SocketIOHandler(WebSocketHandler):
     def handle_one_request(self):
         if self.server.stopping:
             return None  # the server is closing: end this connection
+        if self._header_deadline is not None:
+            # a next request on this connection: its bytes may be buffered
+            # already (pipelined), and gevent would answer them all in a
+            # row, holding the loop (50,000 pipelined requests: seconds)
+            gevent.sleep(0)
         self.idle = True
         return super().handle_one_request()
 
@@ -180,7 +187,12 @@ class SocketIOHandler(WebSocketHandler):
         remaining = self._header_deadline - time.monotonic()
         if remaining > 0:
             with gevent.Timeout(remaining, False):
-                return super().read_request(raw_requestline)
+                parsed = super().read_request(raw_requestline)
+                # nor may the body: one that stops coming for as long ends
+                # the request (until the answer starts; a WebSocket drops
+                # this once upgraded)
+                self.socket.settimeout(self.server.admission.header_timeout)
+                return parsed
         raise _HeaderTimedOut()
 
     def MessageClass(self, file, *args):
@@ -219,6 +231,8 @@ class SocketIOHandler(WebSocketHandler):
     def start_response(self, status, headers, exc_info=None):
         if self.close_connection and self.server.one_request_per_connection:
             headers = list(headers) + [("Connection", "close")]
+        # the body has been read: the answer may take its time to a slow reader
+        self.socket.settimeout(None)
         return super().start_response(status, headers, exc_info)
 
     def log_request(self):
@@ -261,6 +275,9 @@ class SocketIOServer(WSGIServer):
         **kwargs,
     ):
         kwargs.setdefault("handler_class", SocketIOHandler)
+        # gevent's default (the system's smaller one) overflowed under a
+        # wave of connections: clients left half-open for a minute
+        kwargs.setdefault("backlog", 1024)
         # gevent writes access and error lines to stderr unless given loggers.
         kwargs.setdefault("log", _AccessLog(logging.getLogger(__name__ + ".access")))
         kwargs.setdefault("error_log", logging.getLogger(__name__ + ".errors"))

@@ -263,6 +263,12 @@ class GuardedSocket(eio_socket.Socket):
             # undecodable UTF-8 or packet, too many packets in one body
             self.reject("an undecodable long-polling body (%s: %s)" % _describe(error))
             raise RejectedInput() from None
+        except OSError as error:
+            # the body was cut short (the client went away) or stalled past
+            # the server's header_timeout: python-engineio would log a
+            # traceback and answer 200
+            self.reject("a long-polling body cut short (%s: %s)" % _describe(error))
+            raise RejectedInput() from None
         if self.rejected is not None:
             raise RejectedInput()  # a packet in it was refused: 400, not 200
 

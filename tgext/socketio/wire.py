@@ -30,6 +30,7 @@ INVALID_NAMESPACE_MESSAGE = "Invalid namespace"
 # limits (new: 0.0.x had none)
 TOO_MANY_EVENTS = "too_many_events"
 TOO_MANY_SUBSCRIPTIONS = "too_many_subscriptions"
+TOO_MANY_ROOMS = "too_many_rooms"
 PUBLICATION_TOO_LARGE = "publication_too_large"
 
 #: an event name starts with a letter and holds letters, digits, ``_`` and spaces
@@ -65,6 +66,10 @@ def too_many_subscriptions_message(limit):
         "You may subscribe to %d channels at most in this namespace "
         "(socketio.max_subscriptions)" % limit
     )
+
+
+def too_many_rooms_message(limit):
+    return "You may be in %d rooms at most in this namespace (socketio.max_rooms)" % limit
 
 
 def publication_too_large_message(size, limit):
