@@ -30,6 +30,8 @@ from tgext.socketio import BroadcastMixin, SocketIOController  # noqa: E402
 from tgext.socketio.pubsub import PubSubTGNamespace  # noqa: E402
 from tgext.socketio.server import SocketIOServer, check_monkey_patching  # noqa: E402
 
+from server import loopback_limits  # noqa: E402 (bench/server.py)
+
 RESOURCE = "socketio"
 
 
@@ -86,7 +88,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     server = SocketIOServer(
-        ("127.0.0.1", args.port), make_app(args.redis), resource=RESOURCE
+        ("127.0.0.1", args.port), make_app(args.redis), resource=RESOURCE, **loopback_limits()
     )
     server.init_socket()
     print(server.server_port, flush=True)

@@ -84,6 +84,9 @@ host = 127.0.0.1
 port = 0
 socketio_resource = {resource}
 workers = {workers}
+# every load generator client comes from 127.0.0.1
+max_connections_per_address = 1000000
+max_sessions_per_address = 1000000
 
 [app:main]
 use = call:scale_app:make_app
