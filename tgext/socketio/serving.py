@@ -275,9 +275,10 @@ class SocketIOServer(WSGIServer):
         **kwargs,
     ):
         kwargs.setdefault("handler_class", SocketIOHandler)
-        # gevent's default (the system's smaller one) overflowed under a
-        # wave of connections: clients left half-open for a minute
-        kwargs.setdefault("backlog", 1024)
+        if isinstance(listener, tuple):  # (a socket comes with its own)
+            # gevent's default (the system's smaller one) overflowed under a
+            # wave of connections: clients left half-open for a minute
+            kwargs.setdefault("backlog", 1024)
         # gevent writes access and error lines to stderr unless given loggers.
         kwargs.setdefault("log", _AccessLog(logging.getLogger(__name__ + ".access")))
         kwargs.setdefault("error_log", logging.getLogger(__name__ + ".errors"))
