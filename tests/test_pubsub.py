@@ -536,7 +536,10 @@ def test_server_stop_closes_the_backends_redis_connections(serve, redis_server, 
         client.close()
         server.stop()
         # (<=: an earlier test's connection may still be closing when "before" was taken)
-        wait_for(lambda: len(admin.client_list()) <= before)
+        try:
+            wait_for(lambda: len(admin.client_list()) <= before)
+        except AssertionError:
+            raise AssertionError([(c["name"], c["cmd"], c["age"], c["sub"]) for c in admin.client_list()]) from None
     finally:
         admin.close()
 

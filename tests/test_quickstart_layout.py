@@ -195,3 +195,24 @@ def test_gunicorn_refuses_a_controller_mounted_away_from_the_resource(
     assert server.wait_for_exit(timeout=30) != 0
     assert ("is live, but the app's SocketIOController is mounted at /socketio"
             in server.log())
+
+
+def test_an_app_test_of_the_quickstart_app_with_the_channel_helper(monkeypatch):
+    """What docs/testing.rst shows: a quickstart app's channels asserted with
+    tgext.socketio.testing's ChannelClient, in a few lines."""
+    import sys
+
+    from tgext.socketio.testing import LiveServer
+
+    monkeypatch.syspath_prepend(APPS)
+    from qsapp.config.middleware import make_app
+
+    app = make_app({}, debug="false")
+    with LiveServer(app) as server:
+        listener, shouter = server.channels("/channels"), server.channels("/channels")
+        assert listener.subscribe("news") == "news"
+        assert listener.refused("sports") == "channel_not_available"
+        shouter.client.call("shout", "hello", namespace="/channels", timeout=5)
+        assert listener.publication("news") == {"text": "hello", "pid": os.getpid()}
+        shouter.assert_nothing()
+    assert "qsapp" in sys.modules

@@ -1,5 +1,6 @@
 """The pub/sub channels of one app: one backend subscription per channel per
-process, fanned out to that process's subscribers.
+process, fanned out to that process's subscribers, with history and
+presence for the channels that declare them.
 
 anypubsub gives each subscriber a backend subscription of its own (a Redis
 connection and a blocked reader each) and has no way to end one. The hub keeps
@@ -8,40 +9,44 @@ all of them over one Redis connection (:mod:`tgext.socketio.hub_backends`),
 ends it with the channel's last local subscriber, and outlives the backend
 going away: the reader that loses Redis backs off and subscribes again.
 
-Settings come from the app config under anypubsub's own prefix,
-``anypubsub.``: ``backend`` (``memory`` by default, ``redis``) and the
-backend's keyword arguments (``host``, which may be a ``redis://`` URL,
-``port``, ``db``, ``password``, ``max_connections`` for Redis).
+A channel with options (:mod:`tgext.socketio.channel_options`) carries an
+envelope on the backend, so that every process tells publications (with
+their history id) from joins and leaves: ``["m", id, message]``,
+``["j", member]``, ``["l", member]``. A new subscriber catches up (presence
+state, then history, then what arrived meanwhile) before it gets live
+traffic.
 """
 
 import json
 import logging
 
-import anypubsub
 import gevent
 import gevent.event
-import gevent.queue
 
 from ._redis import disconnect_pool
-from .exceptions import ConfigurationError, SocketIOExtError
+from .channel_options import ChannelRegistry
+from .exceptions import SocketIOExtError
 from .hub_backends import channels_for
+from .hub_settings import (  # noqa: F401 (imported from here by older code)
+    DEFAULT_BACKEND,
+    PREFIX,
+    backend_settings,
+    create_backend,
+)
 
 log = logging.getLogger(__name__)
 
-PREFIX = "anypubsub."
-DEFAULT_BACKEND = "memory"
-
 #: the event every subscriber receives, spelled as in tgext.socketio 0.0.x
 PUBLICATION_EVENT = "pubblication"
+#: who is in a channel, sent to a new subscriber of a presence channel
+PRESENCE_STATE_EVENT = "presence_state"
+#: who joined and who left, sent to every subscriber of a presence channel
+PRESENCE_DIFF_EVENT = "presence_diff"
+#: what marks a publication delivered from history (its third argument)
+HISTORY_MARK = {"history": True}
 
 #: seconds a subscribe waits for the backend to confirm a new channel
 SUBSCRIBE_WAIT = 2.0
-
-_REDIS_INTEGER_KEYS = ("port", "db", "max_connections")
-
-#: connections publishing may use at once, unless anypubsub.max_connections
-#: says otherwise (plus the one the process listens on)
-DEFAULT_MAX_CONNECTIONS = 8
 
 
 class PublishError(SocketIOExtError):
@@ -59,135 +64,25 @@ class PublicationTooLarge(PublishError):
         self.size, self.limit = size, limit
 
 
-def backend_settings(app_config):
-    """Return ``(backend name, keyword arguments)`` from ``anypubsub.*`` keys.
-
-    :raises ConfigurationError: naming the key, for a value that cannot work.
-    """
-    settings = {
-        key[len(PREFIX) :]: value
-        for key, value in app_config.items()
-        if isinstance(key, str) and key.startswith(PREFIX)
-    }
-    backend = str(settings.pop("backend", None) or DEFAULT_BACKEND).strip()
-    if backend == "redis":
-        for name in _REDIS_INTEGER_KEYS:
-            if settings.get(name) in (None, ""):
-                settings.pop(name, None)
-                continue
-            try:
-                settings[name] = int(settings[name])
-            except (TypeError, ValueError):
-                raise ConfigurationError(
-                    "%s%s = %r is not a whole number; set it in [app:main] of "
-                    "your .ini file (anypubsub.port = 6379, say)."
-                    % (PREFIX, name, settings[name])
-                ) from None
-    return backend, settings
-
-
-def create_backend(app_config):
-    """Build the anypubsub backend the ``anypubsub.*`` settings describe.
-
-    Nothing connects yet (Redis connects on first use), so this is cheap
-    enough to run at start-up as a check.
-
-    :raises ConfigurationError: naming the key, for a setting that cannot work.
-    """
-    backend, settings = backend_settings(app_config)
-    if backend == "redis":
-        return _create_redis_backend(settings)
-    if backend == "memory" and not settings:
-        # anypubsub's default queue is queue.Queue(maxsize=0), which gevent's
-        # patched queue deprecates; give it an unbounded gevent queue.
-        return anypubsub.create_pubsub("memory", queue_factory=_unbounded_queue)
-    try:
-        return anypubsub.create_pubsub(backend, **settings)
-    except anypubsub.ConfigurationError:
-        raise ConfigurationError(
-            "%sbackend = %r is not an anypubsub backend; set it to memory (one "
-            "process) or redis (several processes)." % (PREFIX, backend)
-        ) from None
-    except ImportError as error:
-        raise ConfigurationError(
-            "%sbackend = %s needs a library that is not installed (%s)."
-            % (PREFIX, backend, error)
-        ) from None
-    except TypeError as error:
-        raise ConfigurationError(
-            "the %s backend does not take the settings %s (%s); remove them "
-            "from [app:main]."
-            % (backend, ", ".join(PREFIX + key for key in sorted(settings)), error)
-        ) from None
-
-
-def _create_redis_backend(settings):
-    try:
-        import redis
-    except ImportError:
-        raise ConfigurationError(
-            "%sbackend = redis needs redis-py; run 'pip install "
-            "tgext.socketio[redis]'." % PREFIX
-        ) from None
-    unknown = set(settings) - {"host", "port", "db", "password", "max_connections"}
-    if unknown:
-        raise ConfigurationError(
-            "the redis backend does not take %s; it takes %shost (a name or a "
-            "redis:// URL), port, db, password and max_connections."
-            % (", ".join(PREFIX + key for key in sorted(unknown)), PREFIX)
-        )
-    # Fail fast when Redis is away or hangs (the hub's reader retries on its
-    # own, and a publish must answer); a small pool, which a publish waits
-    # for up to 5 s when every connection is busy.
-    connection_options = {
-        "socket_connect_timeout": 5,
-        "socket_timeout": 5,
-        "socket_keepalive": True,
-        "max_connections": settings.pop("max_connections", None)
-        or DEFAULT_MAX_CONNECTIONS,
-        "timeout": 5,
-    }
-    host = str(settings.pop("host", None) or "localhost").strip()
-    try:
-        if "://" in host:
-            pool = redis.BlockingConnectionPool.from_url(host, **connection_options)
-        else:
-            pool = redis.BlockingConnectionPool(
-                host=host, **settings, **connection_options
-            )
-    except ValueError as error:
-        raise ConfigurationError(
-            "%shost = %r is not a Redis address (%s); set it to a host name or "
-            "a URL such as redis://localhost:6379/0." % (PREFIX, host, error)
-        ) from None
-    return anypubsub.create_pubsub("redis", connection_pool=pool)
-
-
-def _unbounded_queue(maxsize=None):
-    return gevent.queue.Queue()
-
-
 class _Channel:
-    """One channel of a hub: its local subscribers, and whether the backend
-    has confirmed the subscription."""
+    """One channel of a hub: its local subscribers, whether the backend has
+    confirmed the subscription, its options, and the subscribers still
+    catching up (with what arrived for them meanwhile)."""
 
-    __slots__ = ("name", "groups", "live")
+    __slots__ = ("name", "groups", "live", "options", "catching_up")
 
-    def __init__(self, name):
+    def __init__(self, name, options):
         self.name = name
         # (engine, namespace) -> {namespace instance: None}: one packet is
         # encoded per group and sent to each of its members
         self.groups = {}
         self.live = gevent.event.Event()
+        self.options = options
+        self.catching_up = {}  # member -> [envelope, ...] arrived meanwhile
 
 
 class PubSubHub:
     """Channels and their local subscribers, over one backend.
-
-    One subscription per process to each channel with local subscribers,
-    all over one Redis connection for the Redis backend
-    (:mod:`tgext.socketio.hub_backends`); the hub fans each publication out
-    to the local subscribers, encoded once per namespace.
 
     :param backend: an anypubsub ``PubSub`` (see :func:`create_backend`).
     :param max_publication_bytes: the largest publication's JSON, or ``None``.
@@ -196,6 +91,8 @@ class PubSubHub:
     def __init__(self, backend, max_publication_bytes=None):
         self.backend = backend
         self.max_publication_bytes = max_publication_bytes
+        #: the channel options every namespace of the app declares
+        self.registry = ChannelRegistry()
         self._channels = {}  # channel name -> _Channel
         self._backend_channels = channels_for(self, backend)
 
@@ -203,35 +100,85 @@ class PubSubHub:
         """The channels with at least one subscriber in this process."""
         return sorted(self._channels)
 
-    def subscribe(self, name, member):
+    def subscribe(self, name, member, who=None):
         """Deliver the messages of channel ``name`` to ``member``.
 
-        ``member`` is a namespace instance. Before this returns, the backend
+        ``member`` is a namespace instance; ``who`` its presence entry
+        (``{"sid": ..., "user": ...}``). Before this returns, the backend
         has confirmed the channel's subscription (or ``SUBSCRIBE_WAIT``
         seconds passed: Redis is away or slow, and the reader subscribes by
         itself later), so a publish made after the client's ``subscribe``
         ack reaches it.
+
+        :returns: whether ``member`` must catch up (:meth:`catch_up`): it is
+            new to a channel with history or presence, and what arrives for
+            it waits until then.
         """
         channel = self._channels.get(name)
         if channel is None:
-            channel = self._channels[name] = _Channel(name)
+            options = self.registry.options_for(name)
+            channel = self._channels[name] = _Channel(name, options)
             self._backend_channels.listen(name)
         key = (member._tgsio_engine, member.ns_name)
-        channel.groups.setdefault(key, {})[member] = None
+        members = channel.groups.setdefault(key, {})
+        new = member not in members
+        members[member] = None
+        options = channel.options
+        if new and options is not None:
+            channel.catching_up[member] = []
         if not channel.live.is_set() and self._backend_channels.available:
             channel.live.wait(SUBSCRIBE_WAIT)
+        if new and options is not None and options.presence and who is not None:
+            self._tell_presence(name, "j", who)
+        return new and options is not None
 
-    def unsubscribe(self, name, member):
+    def catch_up(self, name, member):
+        """Send a new subscriber who is in the channel, then its history, then
+        what arrived meanwhile, in order; from then on it gets live traffic."""
+        channel = self._channels.get(name)
+        if channel is None or member not in channel.catching_up:
+            return
+        options = channel.options
+        try:
+            state = _presence_state(self._presence_members(name)) if options.presence else None
+            history = self._history(name, options) if options.history else []
+        finally:
+            # no greenlet switch from here on: nothing new can come in between
+            waiting = channel.catching_up.pop(member, [])
+        if state is not None:
+            member._tgsio_engine.send_to_instances(
+                [member], member.ns_name, PRESENCE_STATE_EVENT, (state, name)
+            )
+        last = None
+        for entry_id, message in history:
+            member._tgsio_engine.send_to_instances(
+                [member], member.ns_name, PUBLICATION_EVENT, (message, name, HISTORY_MARK)
+            )
+            last = entry_id
+        for envelope in waiting:
+            if envelope[0] == "m" and last is not None and envelope[1] is not None:
+                if _id_order(envelope[1]) <= _id_order(last):
+                    continue  # it came with the history already
+            self._send_envelope(
+                [member], member._tgsio_engine, member.ns_name, name, envelope
+            )
+
+    def unsubscribe(self, name, member, who=None):
         """Stop delivering channel ``name`` to ``member``; the last one ends it."""
         channel = self._channels.get(name)
         if channel is None:
             return
         key = (member._tgsio_engine, member.ns_name)
         members = channel.groups.get(key)
-        if members is not None:
-            members.pop(member, None)
-            if not members:
-                del channel.groups[key]
+        if members is None or member not in members:
+            return
+        del members[member]
+        if not members:
+            del channel.groups[key]
+        channel.catching_up.pop(member, None)
+        options = channel.options
+        if options is not None and options.presence and who is not None:
+            self._tell_presence(name, "l", who)
         if not channel.groups:
             del self._channels[name]
             self._backend_channels.unlisten(name)
@@ -246,13 +193,36 @@ class PubSubHub:
         # json.dumps writes ASCII: characters are bytes
         if limit is not None and len(message) > limit:
             raise PublicationTooLarge(len(message), limit)
+        options = self.registry.options_for(name)
         try:
+            if options is not None:
+                entry_id = (
+                    self._backend_channels.append_history(name, message, options)
+                    if options.history
+                    else None
+                )
+                message = '["m",%s,%s]' % (json.dumps(entry_id), message)
             self._backend_channels.publish(name, message)
         except Exception as error:  # the backend's boundary (Redis away)
             raise PublishError(
                 "pub/sub backend refused a message for channel %r: %s: %s"
                 % (name, type(error).__name__, error)
             ) from error
+
+    def members(self, name):
+        """Who is in channel ``name`` (a presence channel), over every
+        process: ``{key: {"user": name or None, "metas": [{"sid": ...}]}}``,
+        keyed by user name, or by sid for a client TG knows no user of.
+
+        :raises ValueError: when the channel declares no presence.
+        """
+        options = self.registry.options_for(name)
+        if options is None or not options.presence:
+            raise ValueError(
+                "channel %r has no presence: declare it in a namespace's "
+                'channel_options ({"pattern": {"presence": True}})' % name
+            )
+        return _presence_state(self._presence_members(name))
 
     def close(self):
         """Stop listening, and close the backend's connections (redis-py's
@@ -273,20 +243,89 @@ class PubSubHub:
             channel.live.set()
 
     def deliver(self, name, raw):
-        """Hand a publication on channel ``name`` to its local subscribers."""
+        """Hand what came on channel ``name`` to its local subscribers."""
         channel = self._channels.get(name)
         if channel is None:
             return  # unsubscribed meanwhile
         try:
-            message = json.loads(raw)
-        except ValueError as error:
+            decoded = json.loads(raw)
+            envelope = ("m", None, decoded) if channel.options is None else tuple(decoded)
+            if envelope[0] not in ("m", "j", "l") or len(envelope) != (
+                3 if envelope[0] == "m" else 2
+            ):
+                raise ValueError("an unknown envelope")
+        except (ValueError, TypeError, IndexError) as error:
             log.warning(
                 "pub/sub channel %r: dropped a message that is not JSON (%s)",
                 name,
                 error,
             )
             return
+        catching_up = channel.catching_up
         for (engine, namespace), members in list(channel.groups.items()):
-            engine.send_to_instances(
-                list(members), namespace, PUBLICATION_EVENT, (message, name)
+            if catching_up:
+                live = [member for member in members if member not in catching_up]
+                for member in members:
+                    waiting = catching_up.get(member)
+                    if waiting is not None:
+                        waiting.append(envelope)
+            else:
+                live = list(members)
+            self._send_envelope(live, engine, namespace, name, envelope)
+
+    # -- internals ----------------------------------------------------------------
+
+    @staticmethod
+    def _send_envelope(members, engine, namespace, name, envelope):
+        if not members:
+            return
+        if envelope[0] == "m":
+            engine.send_to_instances(members, namespace, PUBLICATION_EVENT, (envelope[2], name))
+            return
+        diff = {"joins": {}, "leaves": {}}
+        diff["joins" if envelope[0] == "j" else "leaves"] = _presence_state([envelope[1]])
+        engine.send_to_instances(members, namespace, PRESENCE_DIFF_EVENT, (diff, name))
+
+    def _tell_presence(self, name, kind, who):
+        try:
+            changed = (
+                self._backend_channels.presence_add(name, who)
+                if kind == "j"
+                else self._backend_channels.presence_remove(name, who)
             )
+            if changed:
+                self._backend_channels.publish(name, json.dumps([kind, who]))
+        except Exception as error:  # Redis away: members expire on their own
+            log.debug("pub/sub channel %r: presence not told: %s", name, error)
+
+    def _presence_members(self, name):
+        try:
+            return self._backend_channels.presence_members(name)
+        except Exception as error:  # Redis away: an empty state, said once
+            log.debug("pub/sub channel %r: presence unknown: %s", name, error)
+            return []
+
+    def _history(self, name, options):
+        try:
+            return self._backend_channels.history(name, options)
+        except Exception as error:  # Redis away: no history
+            log.debug("pub/sub channel %r: history unavailable: %s", name, error)
+            return []
+
+
+def _presence_state(members):
+    """``{key: {"user": ..., "metas": [{"sid": ...}, ...]}}`` of presence entries."""
+    state = {}
+    for who in members:
+        user = who.get("user")
+        entry = state.setdefault(user or who["sid"], {"user": user, "metas": []})
+        entry["metas"].append({"sid": who["sid"]})
+    return state
+
+
+def _id_order(entry_id):
+    """A history id as something ordered: Redis's ``ms-seq``, or a number."""
+    if isinstance(entry_id, str) and "-" in entry_id:
+        milliseconds, _dash, sequence = entry_id.partition("-")
+        return (int(milliseconds), int(sequence))
+    return (int(entry_id), 0)

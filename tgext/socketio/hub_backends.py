@@ -10,7 +10,11 @@ greenlet, which adds and drops channels as the hub asks; publishing shares a
 small bounded pool. See ``docs/decisions.rst``.
 """
 
+import collections
+import itertools
+import json
 import logging
+import time
 import uuid
 
 import gevent
@@ -30,6 +34,16 @@ READ_TIMEOUT = 1.0
 NAMES_PER_COMMAND = 1000
 #: messages the reader handles in a row before letting other greenlets run
 MESSAGES_PER_TURN = 64
+#: channels whose history the memory backend keeps (the least recently
+#: published dropped first): clients may name channels
+MEMORY_HISTORY_CHANNELS = 10000
+#: seconds a presence entry lives in Redis unless its process renews it
+PRESENCE_TTL = 30
+#: seconds between two renewals (and sweeps of the entries of dead processes)
+PRESENCE_HEARTBEAT = 10
+#: where history and presence live in Redis (keys, apart from the channels)
+HISTORY_KEY_PREFIX = "pubsub-history:"
+PRESENCE_KEY_PREFIX = "pubsub-presence:"
 #: starts the name of each reader's wake-up channel (never a PubSub channel's:
 #: those start with PUBSUB_CHANNEL_PREFIX)
 WAKE_CHANNEL_PREFIX = "tgext.socketio.hub:"
@@ -39,10 +53,16 @@ class LocalChannels:
     """The memory backend: a publication reaches this process's subscribers,
     delivered by the publisher's own greenlet (anypubsub's memory backend
     queued it per subscriber, and kept an entry for every channel name
-    ever published)."""
+    ever published). History and presence live in this process."""
+
+    #: a subscription is confirmed at once
+    available = True
 
     def __init__(self, hub):
         self._hub = hub
+        self._history = collections.OrderedDict()  # name -> deque of entries
+        self._next_id = itertools.count(1)
+        self._present = {}  # name -> {sid: presence entry}
 
     def listen(self, name):
         self._hub.confirmed(name)
@@ -53,11 +73,45 @@ class LocalChannels:
     def publish(self, name, payload):
         self._hub.deliver(name, payload)
 
-    #: a subscription is confirmed at once
-    available = True
+    def append_history(self, name, payload, options):
+        entries = self._history.pop(name, None)
+        if entries is None or entries.maxlen != options.history:
+            entries = collections.deque(entries or (), maxlen=options.history)
+        self._history[name] = entries  # the most recently written last
+        while len(self._history) > MEMORY_HISTORY_CHANNELS:
+            self._history.popitem(last=False)
+        entry_id = next(self._next_id)
+        entries.append((entry_id, time.monotonic(), payload))
+        return entry_id
+
+    def history(self, name, options):
+        oldest = time.monotonic() - options.history_seconds
+        return [
+            (entry_id, json.loads(payload))
+            for entry_id, written, payload in self._history.get(name, ())
+            if written >= oldest
+        ][-options.history :]
+
+    def presence_add(self, name, who):
+        members = self._present.setdefault(name, {})
+        added = who["sid"] not in members
+        members[who["sid"]] = who
+        return added
+
+    def presence_remove(self, name, who):
+        members = self._present.get(name)
+        if members is None or members.pop(who["sid"], None) is None:
+            return False
+        if not members:
+            del self._present[name]
+        return True
+
+    def presence_members(self, name):
+        return list(self._present.get(name, {}).values())
 
     def close(self):
-        pass
+        self._history.clear()
+        self._present.clear()
 
 
 class RedisChannels:
@@ -97,7 +151,11 @@ class RedisChannels:
         self._pubsub = None
         self._reader = None
         self._wake_pending = False
+        self._wakes_asked = 0
+        self._waker_job = None
         self._closed = False
+        self._present = {}  # name -> {Redis member: presence entry} of this process
+        self._keeper = None
         #: whether the reader has a working connection (waking it makes sense)
         self.connected = False
         #: whether Redis has not failed the reader since it last worked (a
@@ -118,12 +176,95 @@ class RedisChannels:
     def publish(self, name, payload):
         self._backend.publish(PUBSUB_CHANNEL_PREFIX + name, payload)
 
+    def append_history(self, name, payload, options):
+        """Keep ``payload`` in the channel's Redis stream (capped at about
+        ``options.history`` entries, gone ``history_seconds`` after the last
+        publication); its id."""
+        key = HISTORY_KEY_PREFIX + name
+        pipeline = self._client.pipeline(transaction=False)
+        pipeline.xadd(key, {"m": payload}, maxlen=options.history, approximate=True)
+        pipeline.pexpire(key, int(options.history_seconds * 1000))
+        entry_id, _expires = pipeline.execute()
+        return entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+
+    def history(self, name, options):
+        """``[(id, message)]``: the channel's last publications, oldest first."""
+        oldest = int((time.time() - options.history_seconds) * 1000)
+        entries = self._client.xrevrange(
+            HISTORY_KEY_PREFIX + name, max="+", min=str(oldest), count=options.history
+        )
+        return [
+            (_text(entry_id), json.loads(fields[b"m"]))
+            for entry_id, fields in reversed(entries)
+        ]
+
+    def presence_add(self, name, who):
+        member = _presence_member(who)
+        self._present.setdefault(name, {})[member] = who
+        key = PRESENCE_KEY_PREFIX + name
+        pipeline = self._client.pipeline(transaction=False)
+        pipeline.zadd(key, {member: time.time() + PRESENCE_TTL})
+        pipeline.expire(key, PRESENCE_TTL * 2)
+        added, _expires = pipeline.execute()
+        if self._keeper is None or self._keeper.dead:
+            self._keeper = gevent.spawn(self._keep_presence)
+        return added == 1
+
+    def presence_remove(self, name, who):
+        member = _presence_member(who)
+        members = self._present.get(name)
+        if members is not None:
+            members.pop(member, None)
+            if not members:
+                del self._present[name]
+        return self._client.zrem(PRESENCE_KEY_PREFIX + name, member) == 1
+
+    def presence_members(self, name):
+        entries = self._client.zrangebyscore(
+            PRESENCE_KEY_PREFIX + name, time.time(), "+inf"
+        )
+        return [_presence_entry(entry) for entry in entries]
+
+    def _keep_presence(self):
+        """Renew this process's presence entries every PRESENCE_HEARTBEAT
+        seconds, and tell the leaves of entries their process stopped
+        renewing (whoever removes an entry tells it, once)."""
+        while self._present:
+            gevent.sleep(PRESENCE_HEARTBEAT)
+            try:
+                self._renew_presence()
+            except Exception as error:  # Redis away: entries expire, retried
+                log.debug("pub/sub: presence not renewed: %s", error)
+
+    def _renew_presence(self):
+        now = time.time()
+        pipeline = self._client.pipeline(transaction=False)
+        names = list(self._present)
+        for name in names:
+            key = PRESENCE_KEY_PREFIX + name
+            pipeline.zadd(key, dict.fromkeys(self._present.get(name, ()), now + PRESENCE_TTL))
+            pipeline.expire(key, PRESENCE_TTL * 2)
+            pipeline.zrangebyscore(key, "-inf", now)
+        results = pipeline.execute()
+        for name, expired in zip(names, results[2::3]):
+            for member in expired:
+                if self._client.zrem(PRESENCE_KEY_PREFIX + name, member) == 1:
+                    self.publish(name, json.dumps(["l", _presence_entry(member)]))
+
     def close(self):
         """End the reader and close its connection; a later ``listen`` starts anew."""
         self._closed = True
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper.kill(block=True, timeout=1)
+        self._present = {}
         reader, self._reader = self._reader, None
         if reader is not None:
             reader.kill(block=True, timeout=1)
+        waker, self._waker_job = self._waker_job, None
+        if waker is not None:
+            waker.join(timeout=1)  # between two Redis calls, not inside one
+            waker.kill(block=True, timeout=1)
         self._reset()
         self._wanted.clear()
         disconnect_pool(self._waker.connection_pool, "the pub/sub reader's waker")
@@ -136,15 +277,29 @@ class RedisChannels:
             self._reader = gevent.spawn(self._read)
 
     def _wake(self):
-        """Have the reader look at its work now, not at its next timeout."""
-        if self._wake_pending or self._reader is None or not self.connected:
-            return
+        """Have the reader look at its work now, not at its next timeout.
+
+        One greenlet sends the wake-ups, one after the other (the caller
+        does not wait for Redis); asked again while it sends, it sends once
+        more.
+        """
+        if self._reader is None or not self.connected:
+            return  # a starting reader looks at its work first anyway
         self._wake_pending = True
-        try:
-            self._waker.publish(self._wake_channel, b"")
-        except Exception as error:  # Redis away: the reader finds out too
-            self._wake_pending = False
-            log.debug("waking the pub/sub reader failed: %s", error)
+        self._wakes_asked += 1
+        if self._waker_job is None or self._waker_job.dead:
+            self._waker_job = gevent.spawn(self._send_wakes)
+
+    def _send_wakes(self):
+        while not self._closed:
+            asked = self._wakes_asked
+            try:
+                self._waker.publish(self._wake_channel, b"")
+            except Exception as error:  # Redis away: the reader finds out too
+                log.debug("waking the pub/sub reader failed: %s", error)
+                return
+            if self._wakes_asked == asked:
+                return
 
     def _read(self):
         delay = RETRY_FIRST_DELAY
@@ -230,6 +385,20 @@ class RedisChannels:
                 pubsub.close()
             except Exception as error:  # a connection already lost
                 log.debug("closing the pub/sub connection failed: %s", error)
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _presence_member(who):
+    """A presence entry as a member of the channel's Redis sorted set."""
+    return json.dumps([who["sid"], who.get("user")])
+
+
+def _presence_entry(member):
+    sid, user = json.loads(member)
+    return {"sid": sid, "user": user}
 
 
 def _batches(names):

@@ -40,7 +40,25 @@ class PubSubTGNamespace(SocketIOTGNamespace):
 
             def on_say(self, roomid, text):
                 self.publish("room-%s" % roomid, {"text": text})
+
+    Channels may keep their last publications for late joiners, and tell
+    who is in them, as ``channel_options`` declares (see
+    :doc:`/pubsub`)::
+
+        channel_options = {
+            "room-*": {"history": 20, "history_seconds": 3600, "presence": True},
+        }
+
+    A new subscriber of such a channel gets, right after its ack,
+    ``presence_state`` (``(state, channel)``), then the channel's last
+    publications as ``pubblication`` with a third argument
+    ``{"history": true}``, oldest first, then live traffic; every subscriber
+    gets ``presence_diff`` (``({"joins": ..., "leaves": ...}, channel)``)
+    as members come and go, in every process.
     """
+
+    #: ``{"pattern": {"history": N, "history_seconds": T, "presence": bool}}``
+    channel_options = None
 
     #: the app's hub, found on first use
     _tgsio_hub = None
@@ -91,7 +109,9 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         if channel is None:
             return False
         if channel not in self._tgsio_subscriptions.values():
-            self._tgsio_pubsub_hub().unsubscribe(channel, self)
+            self._tgsio_pubsub_hub().unsubscribe(
+                channel, self, self._tgsio_presence_entry()
+            )
         return channel
 
     # -- what the server calls ------------------------------------------------
@@ -130,6 +150,16 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         """The channels this client is subscribed to in this namespace."""
         return sorted(set(self._tgsio_subscriptions.values()))
 
+    def channel_members(self, channel):
+        """Who is in ``channel`` (declared with ``"presence": True``), in
+        every process: ``{key: {"user": ..., "metas": [{"sid": ...}]}}``,
+        keyed by TG user name (one entry with a meta per connection), or by
+        sid for a client without a user.
+
+        :raises ValueError: when the channel declares no presence.
+        """
+        return self._tgsio_pubsub_hub().members(channel)
+
     # -- internals --------------------------------------------------------------
 
     def _tgsio_pubsub_hub(self):
@@ -142,18 +172,26 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         hub = self._tgsio_pubsub_hub()
         previous = self._tgsio_subscriptions.get(key)
         self._tgsio_subscriptions[key] = channel
-        hub.subscribe(channel, self)
+        if hub.subscribe(channel, self, self._tgsio_presence_entry()):
+            # after the ack (sent when this handler returns)
+            self.spawn(hub.catch_up, channel, self)
         if previous not in (None, channel) and (
             previous not in self._tgsio_subscriptions.values()
         ):
-            hub.unsubscribe(previous, self)
+            hub.unsubscribe(previous, self, self._tgsio_presence_entry())
 
     def _tgsio_drop_subscriptions(self):
         channels = set(self._tgsio_subscriptions.values())
         self._tgsio_subscriptions.clear()
         if self._tgsio_hub is not None:
+            who = self._tgsio_presence_entry()
             for channel in channels:
-                self._tgsio_hub.unsubscribe(channel, self)
+                self._tgsio_hub.unsubscribe(channel, self, who)
+
+    def _tgsio_presence_entry(self):
+        """This client in a channel's presence: its sid, and its TG user."""
+        identity = (self.environ or {}).get("repoze.who.identity") or {}
+        return {"sid": self._tgsio_sid, "user": identity.get("repoze.who.userid")}
 
     def _tgsio_release(self):
         try:
@@ -180,6 +218,22 @@ def publish(channel, message):
     runtime_of(app_config).hub.publish(channel, json.dumps(message))
 
 
+def channel_members(channel):
+    """Who is in ``channel`` (a presence channel), from outside a namespace
+    (a controller action, a spawned job of the app), as
+    :meth:`PubSubTGNamespace.channel_members` returns it.
+
+    :raises ValueError: when the channel declares no presence.
+    """
+    app_config = _tg.current_app_config()
+    if app_config is None:
+        raise RuntimeError(
+            "channel_members(%r) needs the TurboGears context of an app (call "
+            "it in a controller action or a namespace handler)" % channel
+        )
+    return runtime_of(app_config).hub.members(channel)
+
+
 def _authorizer_name(channel):
     """``subscribe_<channel>`` (spaces as ``_``), or ``None`` for a bad name."""
     if not isinstance(channel, str) or not wire.EVENT_NAME.match(channel):
@@ -194,6 +248,7 @@ def _subscription_key(args):
 
 __all__ = (
     "PubSubTGNamespace",
+    "channel_members",
     "PublicationTooLarge",
     "PublishError",
     "publish",

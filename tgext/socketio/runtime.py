@@ -11,6 +11,7 @@ it when it stops.
 import logging
 import string
 
+from .channel_options import declared_options
 from .config import parse_options
 from .exceptions import ConfigurationError
 from .hub import PubSubHub, backend_settings, create_backend
@@ -122,6 +123,8 @@ class AppRuntime:
 
             engine = SocketIOEngine(controller.namespace_classes(), self.options)
             self._engines[controller] = engine
+            for namespace_class in engine.namespace_classes.values():
+                self.hub.registry.add(declared_options(namespace_class))
         return engine
 
     def close(self):

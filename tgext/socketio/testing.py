@@ -19,6 +19,7 @@ import time
 
 import engineio
 import gevent
+import gevent.queue
 import socketio
 
 from .admission import parse_server_options
@@ -138,6 +139,11 @@ class LiveServer:
         )
         return client
 
+    def channels(self, namespace, **connect):
+        """A :class:`ChannelClient` of a ``PubSubTGNamespace``, on a client
+        connected as :meth:`connect` does (``transport=``, ``headers=``...)."""
+        return ChannelClient(self.connect(namespaces=[namespace], **connect), namespace)
+
     def stop(self, timeout=5):
         """Disconnect the clients made by ``connect()`` and stop serving."""
         clients, self._clients = self._clients, []
@@ -152,6 +158,143 @@ class LiveServer:
 
     def __exit__(self, *exc_info):
         self.stop()
+
+
+class ChannelClient:
+    """Assertions on the channels of a ``PubSubTGNamespace``, for app tests.
+
+    Wraps a connected python-socketio client and records, in order, what the
+    namespace sends it about channels: publications (live and from history),
+    presence state and diffs, errors. Each assertion waits (``timeout``
+    seconds) and fails saying what was received instead.
+
+    Example::
+
+        def test_a_member_hears_the_room(app):
+            with LiveServer(app) as server:
+                alice, bob = server.channels("/chat"), server.channels("/chat")
+                assert alice.subscribe("room", "lobby") == "room-lobby"
+                assert bob.refused("room", "not a room!") == "invalid_method_args"
+                bob.client.emit("say", ("lobby", "hi"), namespace="/chat")
+                assert alice.publication("room-lobby") == {"text": "hi"}
+                bob.assert_nothing()
+
+    :param client: a connected ``socketio.Client``.
+    :param namespace: the ``PubSubTGNamespace`` it joined, such as ``"/chat"``.
+    """
+
+    #: the events recorded, each as ``(event, *arguments)``
+    EVENTS = ("pubblication", "presence_state", "presence_diff", "error")
+
+    def __init__(self, client, namespace):
+        self.client = client
+        self.namespace = namespace
+        self._received = gevent.queue.Queue()
+        #: what the assertions read so far and did not match, oldest first
+        self.skipped = []
+        for event in self.EVENTS:
+            client.on(event, self._recorder(event), namespace=namespace)
+
+    def _recorder(self, event):
+        return lambda *args: self._received.put((event, *args))
+
+    def subscribe(self, channel, *args, timeout=5):
+        """Subscribe, and assert it was accepted; the channel subscribed.
+
+        :raises AssertionError: naming the error when it was refused.
+        """
+        acked = self._call("subscribe", channel, *args, timeout=timeout)
+        if acked is False:
+            raise AssertionError(
+                "subscribe%r was refused: %s" % ((channel, *args), self._error(timeout))
+            )
+        return acked
+
+    def refused(self, channel, *args, timeout=5):
+        """Subscribe, and assert it was refused; the error's name.
+
+        :raises AssertionError: when it was accepted.
+        """
+        acked = self._call("subscribe", channel, *args, timeout=timeout)
+        if acked is not False:
+            raise AssertionError(
+                "subscribe%r was accepted (%r)" % ((channel, *args), acked)
+            )
+        return self._error(timeout)[0]
+
+    def unsubscribe(self, *args, timeout=5):
+        """Unsubscribe (no arguments: from everything); the ack."""
+        return self._call("unsubscribe", *args, timeout=timeout)
+
+    def publication(self, channel=None, timeout=5, history=False):
+        """Wait for a publication (on ``channel``, when given); its message.
+
+        :param history: whether it must come from the channel's history
+            (``True``) or be live (``False``).
+        """
+
+        def wanted(item):
+            return (
+                item[0] == "pubblication"
+                and (channel is None or item[2] == channel)
+                and (len(item) > 3) == history
+            )
+
+        what = "a %s publication%s" % (
+            "history" if history else "live",
+            "" if channel is None else " on %r" % channel,
+        )
+        return self._wait(wanted, what, timeout)[1]
+
+    def presence_state(self, channel, timeout=5):
+        """Wait for the members a presence channel told on subscribing."""
+        return self._presence("presence_state", channel, timeout)
+
+    def presence_diff(self, channel, timeout=5):
+        """Wait for the next ``{"joins": ..., "leaves": ...}`` of a channel."""
+        return self._presence("presence_diff", channel, timeout)
+
+    def _presence(self, event, channel, timeout):
+        return self._wait(
+            lambda item: item[0] == event and item[2] == channel,
+            "%s on %r" % (event, channel),
+            timeout,
+        )[1]
+
+    def assert_nothing(self, wait=0.3):
+        """Assert no publication arrives within ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                item = self._received.get(timeout=max(0, deadline - time.monotonic()))
+            except gevent.queue.Empty:
+                return
+            if item[0] == "pubblication":
+                raise AssertionError("a publication arrived: %r" % (item[1:],))
+            self.skipped.append(item)
+
+    def _call(self, event, *args, timeout):
+        return self.client.call(event, args, namespace=self.namespace, timeout=timeout)
+
+    def _error(self, timeout):
+        return self._wait(lambda item: item[0] == "error", "an error event", timeout)[1:]
+
+    def _wait(self, wanted, what, timeout):
+        for index, item in enumerate(self.skipped):
+            if wanted(item):
+                return self.skipped.pop(index)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                item = self._received.get(timeout=max(0, deadline - time.monotonic()))
+            except gevent.queue.Empty:
+                raise AssertionError(
+                    "waited %g s for %s; received %s"
+                    % (timeout, what, self.skipped or "nothing")
+                ) from None
+            if wanted(item):
+                return item
+            self.skipped.append(item)
 
 
 def disconnect_client(client, timeout=5):
@@ -177,4 +320,4 @@ def disconnect_client(client, timeout=5):
         websocket.shutdown()
 
 
-__all__ = ("LiveServer", "TRANSPORTS", "disconnect_client")
+__all__ = ("ChannelClient", "LiveServer", "TRANSPORTS", "disconnect_client")
