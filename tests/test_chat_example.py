@@ -138,3 +138,32 @@ def test_a_refused_room_leaves_the_page_showing_no_room(chat, browser):  # noqa:
     assert page.evaluate("document.getElementById('room').textContent") == "none"
     assert page.evaluate("document.querySelectorAll('.room.current').length") == 0
     assert page.events("Runtime.exceptionThrown") == []
+
+
+ROWS = ("Array.from(document.querySelectorAll('#messages div'), "
+        "row => [row.className, row.textContent])")
+MEMBERS = "document.getElementById('members').textContent"
+
+
+def test_a_late_joiner_sees_the_last_messages_and_who_is_here(chat, own_redis, browser):  # noqa: F811
+    first_url, _ = chat(REDIS_PORT=str(own_redis.port))
+    second_url, _ = chat(REDIS_PORT=str(own_redis.port))
+    alice = browser(first_url + "/")
+    enter(alice, "alice", "lobby")
+    alice.wait_until("%s === 'alice'" % MEMBERS)
+    say(alice, "first words")
+    alice.wait_until("%s.includes('[lobby] alice: first words')" % MESSAGES)
+
+    dave = browser(second_url + "/")  # the other process
+    enter(dave, "dave", "lobby")
+    # what was said before dave came, shown as history, and who is here
+    dave.wait_until("%s.some(([cls, text]) => cls === 'history' && "
+                    "text === '[lobby] alice: first words')" % ROWS)
+    dave.wait_until("%s === 'alice, dave'" % MEMBERS)
+    alice.wait_until("%s.includes('dave joined')" % MESSAGES)
+    alice.wait_until("%s === 'alice, dave'" % MEMBERS)
+
+    dave.click('button[data-room="games"]')  # dave goes to another room
+    alice.wait_until("%s.includes('dave left')" % MESSAGES)
+    alice.wait_until("%s === 'alice'" % MEMBERS)
+    assert alice.events("Runtime.exceptionThrown") == []

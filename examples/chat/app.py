@@ -45,7 +45,18 @@ ROOM_MESSAGE = "A room name is 1 to 20 letters or digits"
 
 
 class Chat(PubSubTGNamespace):
-    """``subscribe("room", id)`` joins a room; ``say(id, text)`` talks in it."""
+    """``subscribe("room", id)`` joins a room; ``say(id, text)`` talks in it.
+
+    A room keeps its last 20 messages for an hour, shown to whoever enters,
+    and tells who is in it as people come and go.
+    """
+
+    channel_options = {
+        "room-*": {"history": 20, "history_seconds": 3600, "presence": True},
+    }
+
+    def presence_meta(self, channel):
+        return {"nickname": self.session.get("nickname", "anonymous")}
 
     @validate({"name": Convert(nickname, "Pick a nickname")})
     def on_nickname(self, name):

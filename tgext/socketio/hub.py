@@ -69,7 +69,7 @@ class _Channel:
     confirmed the subscription, its options, and the subscribers still
     catching up (with what arrived for them meanwhile)."""
 
-    __slots__ = ("name", "groups", "live", "options", "catching_up")
+    __slots__ = ("name", "groups", "live", "options", "catching_up", "present")
 
     def __init__(self, name, options):
         self.name = name
@@ -79,6 +79,7 @@ class _Channel:
         self.live = gevent.event.Event()
         self.options = options
         self.catching_up = {}  # member -> [envelope, ...] arrived meanwhile
+        self.present = {}  # member -> its presence entry, as told at its join
 
 
 class PubSubHub:
@@ -104,7 +105,8 @@ class PubSubHub:
         """Deliver the messages of channel ``name`` to ``member``.
 
         ``member`` is a namespace instance; ``who`` its presence entry
-        (``{"sid": ..., "user": ...}``). Before this returns, the backend
+        (``{"sid": ..., "user": ..., **what the app adds}``), kept until it
+        leaves. Before this returns, the backend
         has confirmed the channel's subscription (or ``SUBSCRIBE_WAIT``
         seconds passed: Redis is away or slow, and the reader subscribes by
         itself later), so a publish made after the client's ``subscribe``
@@ -129,6 +131,7 @@ class PubSubHub:
         if not channel.live.is_set() and self._backend_channels.available:
             channel.live.wait(SUBSCRIBE_WAIT)
         if new and options is not None and options.presence and who is not None:
+            channel.present[member] = who
             self._tell_presence(name, "j", who)
         return new and options is not None
 
@@ -163,7 +166,7 @@ class PubSubHub:
                 [member], member._tgsio_engine, member.ns_name, name, envelope
             )
 
-    def unsubscribe(self, name, member, who=None):
+    def unsubscribe(self, name, member):
         """Stop delivering channel ``name`` to ``member``; the last one ends it."""
         channel = self._channels.get(name)
         if channel is None:
@@ -176,8 +179,8 @@ class PubSubHub:
         if not members:
             del channel.groups[key]
         channel.catching_up.pop(member, None)
-        options = channel.options
-        if options is not None and options.presence and who is not None:
+        who = channel.present.pop(member, None)
+        if who is not None:
             self._tell_presence(name, "l", who)
         if not channel.groups:
             del self._channels[name]
@@ -314,12 +317,13 @@ class PubSubHub:
 
 
 def _presence_state(members):
-    """``{key: {"user": ..., "metas": [{"sid": ...}, ...]}}`` of presence entries."""
+    """``{key: {"user": ..., "metas": [{"sid": ..., ...}, ...]}}`` of presence
+    entries: a meta holds the entry but its user."""
     state = {}
     for who in members:
         user = who.get("user")
         entry = state.setdefault(user or who["sid"], {"user": user, "metas": []})
-        entry["metas"].append({"sid": who["sid"]})
+        entry["metas"].append({key: value for key, value in who.items() if key != "user"})
     return state
 
 

@@ -393,12 +393,11 @@ def _text(value):
 
 def _presence_member(who):
     """A presence entry as a member of the channel's Redis sorted set."""
-    return json.dumps([who["sid"], who.get("user")])
+    return json.dumps(who, sort_keys=True)
 
 
 def _presence_entry(member):
-    sid, user = json.loads(member)
-    return {"sid": sid, "user": user}
+    return json.loads(member)
 
 
 def _batches(names):

@@ -109,9 +109,7 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         if channel is None:
             return False
         if channel not in self._tgsio_subscriptions.values():
-            self._tgsio_pubsub_hub().unsubscribe(
-                channel, self, self._tgsio_presence_entry()
-            )
+            self._tgsio_pubsub_hub().unsubscribe(channel, self)
         return channel
 
     # -- what the server calls ------------------------------------------------
@@ -172,26 +170,34 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         hub = self._tgsio_pubsub_hub()
         previous = self._tgsio_subscriptions.get(key)
         self._tgsio_subscriptions[key] = channel
-        if hub.subscribe(channel, self, self._tgsio_presence_entry()):
+        if hub.subscribe(channel, self, self._tgsio_presence_entry(channel)):
             # after the ack (sent when this handler returns)
             self.spawn(hub.catch_up, channel, self)
         if previous not in (None, channel) and (
             previous not in self._tgsio_subscriptions.values()
         ):
-            hub.unsubscribe(previous, self, self._tgsio_presence_entry())
+            hub.unsubscribe(previous, self)
 
     def _tgsio_drop_subscriptions(self):
         channels = set(self._tgsio_subscriptions.values())
         self._tgsio_subscriptions.clear()
         if self._tgsio_hub is not None:
-            who = self._tgsio_presence_entry()
             for channel in channels:
-                self._tgsio_hub.unsubscribe(channel, self, who)
+                self._tgsio_hub.unsubscribe(channel, self)
 
-    def _tgsio_presence_entry(self):
-        """This client in a channel's presence: its sid, and its TG user."""
+    def presence_meta(self, channel):
+        """What this client's meta shows in ``channel``'s presence besides its
+        sid (a dict of JSON values; a nickname, say): nothing unless
+        overridden. Asked when the client joins the channel."""
+        return {}
+
+    def _tgsio_presence_entry(self, channel):
+        """This client in a channel's presence: its sid, its TG user, and
+        what :meth:`presence_meta` adds."""
         identity = (self.environ or {}).get("repoze.who.identity") or {}
-        return {"sid": self._tgsio_sid, "user": identity.get("repoze.who.userid")}
+        entry = dict(self.presence_meta(channel) or {})
+        entry.update(sid=self._tgsio_sid, user=identity.get("repoze.who.userid"))
+        return entry
 
     def _tgsio_release(self):
         try:

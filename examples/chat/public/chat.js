@@ -4,6 +4,7 @@
   var messages = document.getElementById("messages");
   var status = document.getElementById("status");
   var roomLabel = document.getElementById("room");
+  var membersLabel = document.getElementById("members");
   var currentRoom = null;
 
   function show(text, className) {
@@ -17,6 +18,7 @@
   function showRoom(room) {
     // the room this connection is really subscribed to, or none
     currentRoom = room;
+    if (room === null) { members = {}; membersLabel.textContent = "nobody"; }
     roomLabel.textContent = room === null ? "none" : room;
     document.querySelectorAll(".room").forEach(function (button) {
       button.classList.toggle("current", button.dataset.room === room);
@@ -44,8 +46,47 @@
     if (currentRoom !== null) { join(currentRoom); }
   });
   socket.on("disconnect", function () { status.textContent = "disconnected"; });
-  socket.on("pubblication", function (message) {
-    show("[" + message.room + "] " + message.nickname + ": " + message.text);
+  // (message, channel, mark): mark.history for what was said before we came
+  socket.on("pubblication", function (message, channel, mark) {
+    show("[" + message.room + "] " + message.nickname + ": " + message.text,
+         mark && mark.history ? "history" : null);
+  });
+
+  // who is in the room: {key: {user, metas: [{sid, nickname}]}}
+  var members = {};
+  function showMembers() {
+    var names = [];
+    Object.keys(members).forEach(function (key) {
+      members[key].metas.forEach(function (meta) { names.push(meta.nickname); });
+    });
+    membersLabel.textContent = names.length ? names.sort().join(", ") : "nobody";
+  }
+  socket.on("presence_state", function (state, channel) {
+    if (channel !== "room-" + currentRoom) { return; }
+    members = state;
+    showMembers();
+  });
+  socket.on("presence_diff", function (diff, channel) {
+    if (channel !== "room-" + currentRoom) { return; }
+    Object.keys(diff.leaves).forEach(function (key) {
+      diff.leaves[key].metas.forEach(function (left) {
+        show(left.nickname + " left", "presence");
+        if (!members[key]) { return; }
+        members[key].metas = members[key].metas.filter(function (meta) {
+          return meta.sid !== left.sid;
+        });
+        if (!members[key].metas.length) { delete members[key]; }
+      });
+    });
+    Object.keys(diff.joins).forEach(function (key) {
+      var entry = members[key] || (members[key] = { user: diff.joins[key].user, metas: [] });
+      diff.joins[key].metas.forEach(function (joined) {
+        if (entry.metas.some(function (meta) { return meta.sid === joined.sid; })) { return; }
+        entry.metas.push(joined);
+        show(joined.nickname + " joined", "presence");
+      });
+    });
+    showMembers();
   });
   socket.on("error", function (name, message) {
     show(name + ": " + (typeof message === "string" ? message : JSON.stringify(message)),
