@@ -22,7 +22,11 @@ from gevent import monkey
 monkey.patch_all()  # before tg is imported: its request locals must be greenlet-local
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import logging  # noqa: E402
+import time  # noqa: E402
+
+import gevent  # noqa: E402
 
 from tg import MinimalApplicationConfigurator, TGController  # noqa: E402
 
@@ -35,9 +39,43 @@ from server import loopback_limits  # noqa: E402 (bench/server.py)
 RESOURCE = "socketio"
 
 
+class LoopWatch:
+    """How late the event loop wakes a greenlet that sleeps 10 ms (the worst
+    since asked): what a stall costs every client."""
+
+    def __init__(self):
+        self.worst = 0.0
+        gevent.spawn(self._watch)
+
+    def _watch(self):
+        while True:
+            started = time.monotonic()
+            gevent.sleep(0.01)
+            self.worst = max(self.worst, time.monotonic() - started - 0.01)
+
+    def take(self):
+        worst, self.worst = self.worst, 0.0
+        return worst
+
+
+loop_watch = None
+
+
 class Fanout(BroadcastMixin, PubSubTGNamespace):
     def subscribe_news(self):
         return None  # anyone may subscribe
+
+    def subscribe_room(self, roomid):
+        return "room-%s" % roomid  # the other channels (bench/channels.py)
+
+    def on_stats(self):
+        """The server process as seen from inside (bench/channels.py)."""
+        greenlets = sum(
+            1 for obj in gc.get_objects() if isinstance(obj, gevent.Greenlet) and not obj.dead
+        )
+        with open("/proc/self/status") as status:
+            rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        return {"greenlets": greenlets, "rss_kib": rss, "worst_lateness_s": loop_watch.take()}
 
     def on_broadcast(self, message):
         self.broadcast_event("news", message)
@@ -87,6 +125,8 @@ def main(argv=None):
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    global loop_watch
+    loop_watch = LoopWatch()
     server = SocketIOServer(
         ("127.0.0.1", args.port), make_app(args.redis), resource=RESOURCE, **loopback_limits()
     )

@@ -27,6 +27,7 @@ from ._redis import disconnect_pool
 from .channel_options import ChannelRegistry
 from .exceptions import SocketIOExtError
 from .hub_backends import channels_for
+from .memory import trimmer
 from .hub_settings import (  # noqa: F401 (imported from here by older code)
     DEFAULT_BACKEND,
     PREFIX,
@@ -96,6 +97,8 @@ class PubSubHub:
         self.registry = ChannelRegistry()
         self._channels = {}  # channel name -> _Channel
         self._backend_channels = channels_for(self, backend)
+        # an entry per channel: rebuilt small after a wave of clients left
+        trimmer.watch_table(self, "_channels")
 
     def channel_names(self):
         """The channels with at least one subscriber in this process."""

@@ -21,6 +21,7 @@ import gevent
 from gevent import GreenletExit
 
 from ._redis import disconnect_pool
+from .memory import trimmer
 from .keys import PUBSUB_CHANNEL_PREFIX
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,9 @@ class RedisChannels:
         self._closed = False
         self._present = {}  # name -> {Redis member: presence entry} of this process
         self._keeper = None
+        # an entry per channel: rebuilt small after a wave of clients left
+        for table in ("_wanted", "_sent", "_present"):
+            trimmer.watch_table(self, table)
         #: whether the reader has a working connection (waking it makes sense)
         self.connected = False
         #: whether Redis has not failed the reader since it last worked (a
