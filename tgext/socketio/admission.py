@@ -60,7 +60,7 @@ SERVER_OPTIONS = (
     ),
     (
         "max_connections_per_address",
-        1000,
+        5000,
         positive_int,
         "a positive whole number",
         "open connections from one address (not counted for trusted_proxies)",
@@ -75,7 +75,7 @@ SERVER_OPTIONS = (
     ),
     (
         "max_sessions_per_address",
-        1000,
+        5000,
         positive_int,
         "a positive whole number",
         "Engine.IO sessions of one client address",
