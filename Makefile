@@ -1,6 +1,6 @@
 # The two commands of README.rst:
 #   examples/pingpong/run   runs the ping-pong example (calls `make venv`)
-#   make test               installs what the suite needs, then runs it
+#   make test               installs what the suite needs, lints, then runs it
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -40,7 +40,13 @@ services:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    redis-server chromium nginx-light >/dev/null; }
 
-test: test-latest test-lowest
+test: lint test-latest test-lowest
+
+# ruff with the rules of ruff.toml, on the newest versions' venv (ruff is in
+# the [testing] extra); part of the test command, so CI enforces it
+lint: venv
+	$(BIN)/python -m ruff check tgext tests examples bench
+	$(BIN)/python -m ruff format --check tgext
 
 test-latest: venv node services
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

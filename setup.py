@@ -45,6 +45,8 @@ testing_requires = docs_requires + [
     "Beaker>=1.12,<2",
     "tgext.pluggable>=0.8,<1",
     "hypothesis>=6.100,<7",
+    # make lint (part of make test): the rules in ruff.toml
+    "ruff>=0.5,<1",
     "build>=1.2.1,<2",
     # 6.1 is the first to read Metadata-Version 2.4, which setuptools writes
     "twine>=6.1,<8",

@@ -27,14 +27,12 @@ import logging  # noqa: E402
 import time  # noqa: E402
 
 import gevent  # noqa: E402
-
+from server import loopback_limits  # noqa: E402 (bench/server.py)
 from tg import MinimalApplicationConfigurator, TGController  # noqa: E402
 
 from tgext.socketio import BroadcastMixin, SocketIOController  # noqa: E402
 from tgext.socketio.pubsub import PubSubTGNamespace  # noqa: E402
 from tgext.socketio.server import SocketIOServer, check_monkey_patching  # noqa: E402
-
-from server import loopback_limits  # noqa: E402 (bench/server.py)
 
 RESOURCE = "socketio"
 

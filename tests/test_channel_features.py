@@ -43,7 +43,7 @@ class Rooms(PubSubTGNamespace):
 
 
 @pytest.fixture
-def rooms(serve, backend):
+def rooms(serve, backend):  # noqa: F811
     return serve({"rooms": Rooms}, config=backend)
 
 
@@ -172,7 +172,7 @@ def test_presence_state_then_joins_and_leaves(rooms):
     assert set(alice.call("members", "live-1")) == {alice_sid}
 
 
-def test_one_user_with_two_tabs_is_one_member_with_two_metas(serve, backend):
+def test_one_user_with_two_tabs_is_one_member_with_two_metas(serve, backend):  # noqa: F811
     app = build_remote_user_app(controller_for({"rooms": Rooms}))
     from tgext.socketio.testing import LiveServer
 

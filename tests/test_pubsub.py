@@ -15,9 +15,8 @@ from gevent.queue import Empty, Queue
 from tg import predicates, require, validate
 from tg.validation import Convert
 
-from tgext.socketio.keys import PUBSUB_CHANNEL_PREFIX
-from tgext.socketio.hub import PubSubHub
 from tgext.socketio.hub_backends import RedisChannels
+from tgext.socketio.keys import PUBSUB_CHANNEL_PREFIX
 from tgext.socketio.pubsub import PubSubTGNamespace
 from tgext.socketio.runtime import runtime_of
 

@@ -32,7 +32,9 @@ class ChannelOptions:
 
     __slots__ = ("history", "history_seconds", "presence")
 
-    def __init__(self, history=0, history_seconds=DEFAULT_HISTORY_SECONDS, presence=False):
+    def __init__(
+        self, history=0, history_seconds=DEFAULT_HISTORY_SECONDS, presence=False
+    ):
         self.history = history
         self.history_seconds = history_seconds
         self.presence = presence
@@ -61,7 +63,8 @@ def declared_options(namespace_class):
     for pattern, options in declared.items():
         if not isinstance(pattern, str) or not isinstance(options, dict):
             raise ConfigurationError(
-                "%s[%r] must map a pattern (a string) to a dict of options" % (where, pattern)
+                "%s[%r] must map a pattern (a string) to a dict of options"
+                % (where, pattern)
             )
         unknown = sorted(set(options) - set(_KEYS))
         if unknown:
@@ -82,7 +85,11 @@ def _checked(where, pattern, options):
             "%s[%r]: history = %r is not a number of publications from 0 to %d"
             % (where, pattern, history, MAX_HISTORY)
         )
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or seconds <= 0
+    ):
         raise ConfigurationError(
             "%s[%r]: history_seconds = %r is not a positive number of seconds"
             % (where, pattern, seconds)

@@ -83,7 +83,6 @@ def _count_or_off(value):
     return int(value)
 
 
-
 #: key, default, converter, what a value must be (for errors), help for the docs
 OPTIONS = (
     (

@@ -24,8 +24,8 @@ from gevent.queue import Empty, Queue
 from socketio import packet as sio_packet
 
 from . import wire
-from .clientlog import printable
 from ._tg import pop_request_locals, push_request_locals
+from .clientlog import printable
 from .memory import trimmer
 from .namespace import DENIED, is_refusal
 

@@ -20,10 +20,9 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from . import jsoncodec
-from . import clientlog
-from .clientlog import ConnectionLog, printable
+from . import clientlog, jsoncodec
 from ._redis import disconnect_pool
+from .clientlog import ConnectionLog, printable
 from .context import call_in_context
 from .dispatch import EventDispatcher
 from .exceptions import ConfigurationError
@@ -372,7 +371,9 @@ class SocketIOEngine(socketio.Server):
         if self.manager.is_connected(sid, namespace):
             self._send_packet(
                 eio_sid,
-                self.packet_class(sio_packet.CONNECT, {"sid": sid}, namespace=namespace),
+                self.packet_class(
+                    sio_packet.CONNECT, {"sid": sid}, namespace=namespace
+                ),
             )
             self._pause_after_connect(eio_sid, held)
         if not self.manager.is_connected(sid, namespace):
@@ -537,9 +538,10 @@ class SocketIOEngine(socketio.Server):
         if budget.warn(
             logger, eio_sid, kind, message, *args, offence=offence, exc_info=exc_info
         ):
-            self._cut(eio_sid, "%d offences in a minute, the last: %s" % (
-                budget.offences, kind
-            ))
+            self._cut(
+                eio_sid,
+                "%d offences in a minute, the last: %s" % (budget.offences, kind),
+            )
 
     def _cut(self, eio_sid, reason):
         """End the Engine.IO session ``eio_sid`` for ``reason`` (logged once)."""

@@ -67,9 +67,7 @@ class SocketIOWorker(GeventPyWSGIWorker):
         section = server_section(self.cfg)
         if section.get("use", "").replace(" ", "").endswith("tgext.socketio#socketio"):
             # the section is this package's (gunicorn reads only -b, -w...)
-            check_known_keys(
-                set(section) - {"use"}, SERVER_KEYS, "[server:main]"
-            )
+            check_known_keys(set(section) - {"use"}, SERVER_KEYS, "[server:main]")
         check_monkey_patching()
         runtime = self._tgsio_runtime = check_app_config()
         runtime.check_mounted_at(

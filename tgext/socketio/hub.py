@@ -27,13 +27,13 @@ from ._redis import disconnect_pool
 from .channel_options import ChannelRegistry
 from .exceptions import SocketIOExtError
 from .hub_backends import channels_for
-from .memory import trimmer
 from .hub_settings import (  # noqa: F401 (imported from here by older code)
     DEFAULT_BACKEND,
     PREFIX,
     backend_settings,
     create_backend,
 )
+from .memory import trimmer
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,11 @@ class PubSubHub:
             return
         options = channel.options
         try:
-            state = _presence_state(self._presence_members(name)) if options.presence else None
+            state = (
+                _presence_state(self._presence_members(name))
+                if options.presence
+                else None
+            )
             history = self._history(name, options) if options.history else []
         finally:
             # no greenlet switch from here on: nothing new can come in between
@@ -158,7 +162,10 @@ class PubSubHub:
         last = None
         for entry_id, message in history:
             member._tgsio_engine.send_to_instances(
-                [member], member.ns_name, PUBLICATION_EVENT, (message, name, HISTORY_MARK)
+                [member],
+                member.ns_name,
+                PUBLICATION_EVENT,
+                (message, name, HISTORY_MARK),
             )
             last = entry_id
         for envelope in waiting:
@@ -255,7 +262,9 @@ class PubSubHub:
             return  # unsubscribed meanwhile
         try:
             decoded = json.loads(raw)
-            envelope = ("m", None, decoded) if channel.options is None else tuple(decoded)
+            envelope = (
+                ("m", None, decoded) if channel.options is None else tuple(decoded)
+            )
             if envelope[0] not in ("m", "j", "l") or len(envelope) != (
                 3 if envelope[0] == "m" else 2
             ):
@@ -286,10 +295,14 @@ class PubSubHub:
         if not members:
             return
         if envelope[0] == "m":
-            engine.send_to_instances(members, namespace, PUBLICATION_EVENT, (envelope[2], name))
+            engine.send_to_instances(
+                members, namespace, PUBLICATION_EVENT, (envelope[2], name)
+            )
             return
         diff = {"joins": {}, "leaves": {}}
-        diff["joins" if envelope[0] == "j" else "leaves"] = _presence_state([envelope[1]])
+        diff["joins" if envelope[0] == "j" else "leaves"] = _presence_state(
+            [envelope[1]]
+        )
         engine.send_to_instances(members, namespace, PRESENCE_DIFF_EVENT, (diff, name))
 
     def _tell_presence(self, name, kind, who):
@@ -326,7 +339,9 @@ def _presence_state(members):
     for who in members:
         user = who.get("user")
         entry = state.setdefault(user or who["sid"], {"user": user, "metas": []})
-        entry["metas"].append({key: value for key, value in who.items() if key != "user"})
+        entry["metas"].append(
+            {key: value for key, value in who.items() if key != "user"}
+        )
     return state
 
 

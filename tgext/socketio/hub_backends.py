@@ -21,8 +21,8 @@ import gevent
 from gevent import GreenletExit
 
 from ._redis import disconnect_pool
-from .memory import trimmer
 from .keys import PUBSUB_CHANNEL_PREFIX
+from .memory import trimmer
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,9 @@ class RedisChannels:
         names = list(self._present)
         for name in names:
             key = PRESENCE_KEY_PREFIX + name
-            pipeline.zadd(key, dict.fromkeys(self._present.get(name, ()), now + PRESENCE_TTL))
+            pipeline.zadd(
+                key, dict.fromkeys(self._present.get(name, ()), now + PRESENCE_TTL)
+            )
             pipeline.expire(key, PRESENCE_TTL * 2)
             pipeline.zrangebyscore(key, "-inf", now)
         results = pipeline.execute()
@@ -316,7 +318,9 @@ class RedisChannels:
                     self._turn()
                     self.available = True
                     if lost:
-                        log.warning("pub/sub: subscribed again to %d channels", len(self._sent))
+                        log.warning(
+                            "pub/sub: subscribed again to %d channels", len(self._sent)
+                        )
                         lost, delay = False, RETRY_FIRST_DELAY
                 except GreenletExit:
                     raise
@@ -415,4 +419,3 @@ def channels_for(hub, backend):
     if getattr(backend, "connection_pool", None) is not None:
         return RedisChannels(hub, backend)
     return LocalChannels(hub)
-

@@ -46,8 +46,13 @@ class RoomsMixin:
         rooms = self._session_rooms()
         limit = engine.max_rooms
         entry = self.ns_name + "_" + room
-        if entry not in rooms and len(rooms) >= limit and (
-            sum(1 for joined in rooms if joined.startswith(self.ns_name + "_")) >= limit
+        if (
+            entry not in rooms
+            and len(rooms) >= limit
+            and (
+                sum(1 for joined in rooms if joined.startswith(self.ns_name + "_"))
+                >= limit
+            )
         ):
             self.error(wire.TOO_MANY_ROOMS, wire.too_many_rooms_message(limit))
             return False

@@ -66,8 +66,8 @@ import gevent  # noqa: E402
 # for an app whose config names only its package (the quickstart layout),
 # whose modules import tgext.socketio at the first request only.
 from . import controller as _controller  # noqa: E402, F401
-from .exceptions import ConfigurationError, MonkeyPatchError  # noqa: E402
 from .admission import SERVER_OPTIONS, parse_server_options  # noqa: E402
+from .exceptions import ConfigurationError, MonkeyPatchError  # noqa: E402
 from .serving import (  # noqa: E402, F401 (SocketIOHandler is public here too)
     DEFAULT_RESOURCE,
     SocketIOHandler,

@@ -217,7 +217,9 @@ class SocketIOHandler(WebSocketHandler):
             status, response = "400", _BAD_REQUEST_RESPONSE
             reason = printable(str(error) or type(error).__name__, 200)
         if _bad_requests.allow(reason.split(":", 1)[0]):
-            log.warning("invalid request from %s: %s", _host(self.client_address), reason)
+            log.warning(
+                "invalid request from %s: %s", _host(self.client_address), reason
+            )
         return status, response
 
     def _refuse(self, status, body):

@@ -277,7 +277,9 @@ class ChannelClient:
         return self.client.call(event, args, namespace=self.namespace, timeout=timeout)
 
     def _error(self, timeout):
-        return self._wait(lambda item: item[0] == "error", "an error event", timeout)[1:]
+        return self._wait(lambda item: item[0] == "error", "an error event", timeout)[
+            1:
+        ]
 
     def _wait(self, wanted, what, timeout):
         for index, item in enumerate(self.skipped):

@@ -341,7 +341,14 @@ class FrameWriter:
     and the socket is shut down, which wakes its reader.
     """
 
-    __slots__ = ("_socket", "_direct", "_pending", "_flusher", "failed", "pending_bytes")
+    __slots__ = (
+        "_socket",
+        "_direct",
+        "_pending",
+        "_flusher",
+        "failed",
+        "pending_bytes",
+    )
 
     def __init__(self, sock):
         self._socket = sock

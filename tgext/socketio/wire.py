@@ -69,7 +69,9 @@ def too_many_subscriptions_message(limit):
 
 
 def too_many_rooms_message(limit):
-    return "You may be in %d rooms at most in this namespace (socketio.max_rooms)" % limit
+    return (
+        "You may be in %d rooms at most in this namespace (socketio.max_rooms)" % limit
+    )
 
 
 def publication_too_large_message(size, limit):
