@@ -15,7 +15,7 @@ import gevent
 import pytest
 
 from tgext.socketio import BaseNamespace, memory
-from tgext.socketio.allocator import AllocatorSwitch
+from tgext.socketio.allocator import _CHECKED_VERSIONS, AllocatorSwitch
 
 
 def small_objects(count):
@@ -35,10 +35,22 @@ def allocator_options():
     ]
 
 
+#: the CPython versions the switch was checked against (allocator.py), where
+#: these tests run; elsewhere the switch is unavailable by design
+CHECKED = sys.implementation.name == "cpython" and (
+    _CHECKED_VERSIONS[0] <= sys.version_info[:2] <= _CHECKED_VERSIONS[1]
+)
+
+
 @pytest.fixture(autouse=True)
 def on_pymalloc():
     """Each test starts on pymalloc: a test with more sessions open than
     ``socketio.malloc_above`` may have switched the process to malloc."""
+    if not CHECKED:
+        pytest.skip(
+            "the allocator switch is for CPython %d.%d-%d.%d only"
+            % (*_CHECKED_VERSIONS[0], *_CHECKED_VERSIONS[1])
+        )
     if allocator_options():
         pytest.skip("the suite runs under %s" % ", ".join(allocator_options()))
     assert memory.trimmer.allocator.use_pymalloc()
