@@ -272,6 +272,8 @@ def test_slow_and_silent_connections_are_closed_at_ulimit_1024(gearbox_at_1024):
 
 
 def test_abandoned_handshakes_from_one_address_are_capped(gearbox_at_1024):
+    """6,000 handshakes never followed up (the probe sent 20,000: past the
+    cap all are refused alike)."""
     server = gearbox_at_1024
     baseline = memory_mb(server.process.pid)
     statuses = []
@@ -281,9 +283,9 @@ def test_abandoned_handshakes_from_one_address_are_capped(gearbox_at_1024):
             for _ in range(count):
                 statuses.append(http.get(server.url + HANDSHAKE, timeout=10).status_code)
 
-    gevent.joinall([gevent.spawn(handshakes, 5000) for _ in range(4)], raise_error=True)
+    gevent.joinall([gevent.spawn(handshakes, 1500) for _ in range(4)], raise_error=True)
     assert statuses.count(200) == 5000  # max_sessions_per_address's default
-    assert statuses.count(503) == 15000
+    assert statuses.count(503) == 1000
     grown = memory_mb(server.process.pid) - baseline
     assert grown < 100, "RSS grew %.0f MB" % grown  # 48 MB measured
     assert server.log().count("refused a client") <= 21
