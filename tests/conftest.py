@@ -61,6 +61,26 @@ def controller_for(namespaces, default_namespace=None, **attributes):
     return type("TestSocketIO", (SocketIOController,), body)()
 
 
+@pytest.fixture(autouse=True)
+def fresh_log_budgets(monkeypatch):
+    """Each test starts with the process-wide budgets of client-caused log
+    lines whole: an earlier test (the fuzz) must not make a test's own
+    warnings (why a connect was refused, say) vanish from its report."""
+    from tgext.socketio import clientlog, transport
+
+    monkeypatch.setattr(
+        clientlog,
+        "client_lines",
+        clientlog.BurstLog(
+            clientlog.log,
+            clientlog.PROCESS_LINES,
+            clientlog.WINDOW,
+            "client-caused warnings: %d more in the last %g s, not logged (%s)",
+        ),
+    )
+    monkeypatch.setattr(transport, "rejections", transport.RejectionLog(transport.log))
+
+
 @pytest.fixture
 def live_server():
     """Factory: ``live_server(app, resource="socketio")`` -> started LiveServer."""
