@@ -71,7 +71,7 @@ def main():
         while not engine._instances:  # the join is answered before it is made
             gevent.sleep(0.01)
         (instance,) = engine._instances.values()
-        dispatcher, request_locals = engine._dispatcher, instance._tgsio_request_locals
+        dispatcher, request_locals = engine._dispatcher, instance._tgsio.request_locals
 
         def dispatch():
             push_request_locals(request_locals)

@@ -29,7 +29,7 @@ class Chat(BroadcastMixin, RoomsMixin, BaseNamespace):
         self.emit_to_room(room, "room said", room, text)
 
     def on_sid(self):
-        return self._tgsio_sid
+        return self._tgsio.sid
 
 
 def notify(self, text, to=None):

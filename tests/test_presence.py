@@ -15,7 +15,7 @@ from tgext.socketio import BaseNamespace, RoomsMixin, participants
 
 class Lobby(RoomsMixin, BaseNamespace):
     def on_whoami(self):
-        return self._tgsio_sid
+        return self._tgsio.sid
 
     def on_join(self, room):
         self.join(room)

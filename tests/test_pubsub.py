@@ -553,7 +553,7 @@ class AnyChannel(PubSubTGNamespace):
         self.spawn(self._shout, text)
 
     def _shout(self, text):
-        self._tgsio_engine.emit("shouted", (text,), namespace=self.ns_name)
+        self._tgsio.engine.emit("shouted", (text,), namespace=self.ns_name)
 
 
 def test_a_channel_named_like_the_message_queue_receives_nothing_internal(

@@ -28,7 +28,7 @@ class Probe(BroadcastMixin, RoomsMixin, BaseNamespace):
 
     def on_join(self, room):
         self.join(room)
-        return self._tgsio_sid
+        return self._tgsio.sid
 
     def on_to_room(self, room, text):
         self.emit_to_room(room, "heard", text)

@@ -58,29 +58,29 @@ class EventDispatcher:
 
     def submit(self, instance, id, data):
         """Queue one event (``data`` is ``[name, *args]``) for ``instance``."""
-        inbox = instance._tgsio_inbox
+        inbox = instance._tgsio.inbox
         limit = self.max_queued_events
         if limit is not None and len(inbox) >= limit:
             self._overflow(instance, limit)
             return
         inbox.append((id, data))
-        if instance._tgsio_draining:
+        if instance._tgsio.draining:
             # its worker will get to it, in order (or, before its connect
             # was accepted, start() will)
             return
-        instance._tgsio_draining = True
+        instance._tgsio.draining = True
         self._schedule(instance)
 
     def start(self, instance):
         """Run ``instance``'s events from now on: its connect was accepted.
 
-        An instance is made holding its events (``_tgsio_draining``), so
+        An instance is made holding its events (its state is "draining"), so
         that none runs before ``recv_connect`` decided.
         """
-        if instance._tgsio_inbox:
+        if instance._tgsio.inbox:
             self._schedule(instance)
         else:
-            instance._tgsio_draining = False
+            instance._tgsio.draining = False
 
     def _schedule(self, instance):
         ready = self._ready
@@ -101,15 +101,15 @@ class EventDispatcher:
         instead, with the error ``too_many_events``. What was queued is
         dropped with it.
         """
-        if instance._tgsio_closed or instance._tgsio_leaving:
+        if instance._tgsio.closed or instance._tgsio.leaving:
             return  # being dropped already
         self._engine.warn_about_client(
-            instance._tgsio_eio_sid,
+            instance._tgsio.eio_sid,
             log,
             "too many events",
             "%s sent more than %d events waiting for %s (socketio.max_queued_events): "
             "disconnecting it",
-            instance._tgsio_sid,
+            instance._tgsio.sid,
             limit,
             instance.ns_name,
         )
@@ -118,7 +118,7 @@ class EventDispatcher:
         )
         # dropped by the server, not leaving by itself: recv_disconnect runs
         self._engine.disconnect(
-            instance._tgsio_sid, namespace=instance.ns_name, ignore_queue=True
+            instance._tgsio.sid, namespace=instance.ns_name, ignore_queue=True
         )
 
     def close(self):
@@ -155,8 +155,8 @@ class EventDispatcher:
         self._trim_at = time.monotonic() + IDLE_WORKER_SECONDS
 
     def _drain(self, instance):
-        request_locals = instance._tgsio_request_locals
-        inbox = instance._tgsio_inbox
+        request_locals = instance._tgsio.request_locals
+        inbox = instance._tgsio.inbox
         if request_locals is not None:
             push_request_locals(request_locals)
         try:
@@ -164,7 +164,7 @@ class EventDispatcher:
                 id, data = inbox.pop(0)
                 self._dispatch(instance, id, data)
         finally:
-            instance._tgsio_draining = False
+            instance._tgsio.draining = False
             if request_locals is not None:
                 pop_request_locals(request_locals)
 
@@ -189,7 +189,7 @@ class EventDispatcher:
             # client's: a traceback would be a thousand frames long
             deep = isinstance(error, RecursionError)
             self._engine.warn_about_client(
-                instance._tgsio_eio_sid,
+                instance._tgsio.eio_sid,
                 log,
                 "data nested too deeply" if deep else "handler failed",
                 "%s %s failed: RecursionError (data nested too deeply)"
@@ -214,7 +214,7 @@ class EventDispatcher:
         else:
             ack_args = [result]
         self._engine.send_socketio_packet(
-            instance._tgsio_eio_sid, sio_packet.ACK, instance.ns_name, ack_args, id
+            instance._tgsio.eio_sid, sio_packet.ACK, instance.ns_name, ack_args, id
         )
 
 

@@ -22,6 +22,7 @@ from socketio import packet as sio_packet
 
 from . import clientlog, jsoncodec
 from ._redis import disconnect_pool
+from .client_state import ClientState
 from .clientlog import ConnectionLog, printable
 from .context import call_in_context
 from .dispatch import EventDispatcher
@@ -389,7 +390,7 @@ class SocketIOEngine(socketio.Server):
         held.packets.clear()
         instance = self._instances.get(sid)  # None if it failed to be made
         if instance is not None:
-            instance._tgsio_send_to = eio_sid
+            instance._tgsio.send_to = eio_sid
         if accepted and instance is not None:
             self.presence.add(namespace, None, sid)
             self._dispatcher.start(instance)  # the events that came meanwhile
@@ -443,16 +444,11 @@ class SocketIOEngine(socketio.Server):
         # then, as Node's server always does) is a bare BaseNamespace
         namespace_class = self.namespace_classes.get(namespace, BaseNamespace)
         instance = namespace_class.__new__(namespace_class)
-        instance._tgsio_engine = self
-        instance._tgsio_sid = sid
-        instance._tgsio_eio_sid = connection.id
-        instance._tgsio_send_to = send_to
-        instance._tgsio_request_locals = connection.request_locals
-        instance._tgsio_inbox = []
-        # events wait in the inbox until the connect is accepted
-        instance._tgsio_draining = True
-        instance._tgsio_closed = False
-        instance._tgsio_leaving = False  # the app asked to disconnect it
+        # its events wait in the inbox until the connect is accepted
+        # (ClientState starts "draining")
+        instance._tgsio = ClientState(
+            self, sid, connection.id, send_to, connection.request_locals
+        )
         instance.auth = auth
         connection.active_ns[namespace] = instance
         self._instances[sid] = instance
@@ -464,10 +460,10 @@ class SocketIOEngine(socketio.Server):
         instance = self._instances.pop(sid, None)
         if instance is None:
             return None
-        instance._tgsio_closed = True  # spawn() and emit() stop working
+        instance._tgsio.closed = True  # spawn() and emit() stop working
         self.presence.forget(sid)
-        instance._tgsio_inbox.clear()  # events not handled yet are dropped
-        connection = self._connections.get(instance._tgsio_eio_sid)
+        instance._tgsio.inbox.clear()  # events not handled yet are dropped
+        connection = self._connections.get(instance._tgsio.eio_sid)
         if connection is not None:
             connection.active_ns.pop(instance.ns_name, None)
         return instance
@@ -484,15 +480,15 @@ class SocketIOEngine(socketio.Server):
         try:
             # gevent-socketio ran recv_disconnect whenever a client went away,
             # but not when the namespace itself called disconnect().
-            if not instance._tgsio_leaving:
+            if not instance._tgsio.leaving:
                 call_in_context(
-                    instance._tgsio_request_locals,
+                    instance._tgsio.request_locals,
                     instance.process_packet,
                     {"type": "disconnect", "endpoint": instance.ns_name},
                 )
         except Exception:  # user code in recv_disconnect
             self.warn_about_client(
-                instance._tgsio_eio_sid,
+                instance._tgsio.eio_sid,
                 log,
                 "recv_disconnect failed",
                 "Unhandled exception in %s recv_disconnect",
@@ -504,10 +500,10 @@ class SocketIOEngine(socketio.Server):
 
     def disconnect_namespace(self, instance, silent=False):
         """Disconnect ``instance``'s client from its namespace."""
-        sid = instance._tgsio_sid
+        sid = instance._tgsio.sid
         if sid not in self._instances:
             return
-        instance._tgsio_leaving = True
+        instance._tgsio.leaving = True
         if not silent:
             self.disconnect(sid, namespace=instance.ns_name, ignore_queue=True)
             return
@@ -591,15 +587,15 @@ class SocketIOEngine(socketio.Server):
         The instance's client is always connected to this process, so this
         skips the room lookup and any message queue.
         """
-        if instance._tgsio_closed:
+        if instance._tgsio.closed:
             return  # the client has left the namespace
-        sid = instance._tgsio_sid
+        sid = instance._tgsio.sid
         ack_id = None
         if callback is not None:
             callback = functools.partial(self._run_callback, instance, callback)
             ack_id = self.manager._generate_ack_id(sid, callback)
         self.send_socketio_packet(
-            instance._tgsio_send_to,
+            instance._tgsio.send_to,
             sio_packet.EVENT,
             instance.ns_name,
             [event, *args],
@@ -636,19 +632,19 @@ class SocketIOEngine(socketio.Server):
             encoded = [encoded]
         eio_packets = [eio_packet.Packet(eio_packet.MESSAGE, part) for part in encoded]
         for instance in instances:
-            if instance._tgsio_closed:
+            if instance._tgsio.closed:
                 continue
             for part in eio_packets:
-                self._send_eio_packet(instance._tgsio_eio_sid, part)
+                self._send_eio_packet(instance._tgsio.eio_sid, part)
 
     @staticmethod
     def _run_callback(instance, callback, *args):
         """Run an ``emit(callback=)`` callback as a handler: TG context, errors logged."""
         try:
-            call_in_context(instance._tgsio_request_locals, callback, *args)
+            call_in_context(instance._tgsio.request_locals, callback, *args)
         except Exception:  # the boundary where user callback code runs
-            instance._tgsio_engine.warn_about_client(
-                instance._tgsio_eio_sid,
+            instance._tgsio.engine.warn_about_client(
+                instance._tgsio.eio_sid,
                 log,
                 "ack callback failed",
                 "Unhandled exception in %s ack callback",

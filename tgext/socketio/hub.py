@@ -124,7 +124,7 @@ class PubSubHub:
             options = self.registry.options_for(name)
             channel = self._channels[name] = _Channel(name, options)
             self._backend_channels.listen(name)
-        key = (member._tgsio_engine, member.ns_name)
+        key = (member._tgsio.engine, member.ns_name)
         members = channel.groups.setdefault(key, {})
         new = member not in members
         members[member] = None
@@ -156,12 +156,12 @@ class PubSubHub:
             # no greenlet switch from here on: nothing new can come in between
             waiting = channel.catching_up.pop(member, [])
         if state is not None:
-            member._tgsio_engine.send_to_instances(
+            member._tgsio.engine.send_to_instances(
                 [member], member.ns_name, PRESENCE_STATE_EVENT, (state, name)
             )
         last = None
         for entry_id, message in history:
-            member._tgsio_engine.send_to_instances(
+            member._tgsio.engine.send_to_instances(
                 [member],
                 member.ns_name,
                 PUBLICATION_EVENT,
@@ -173,7 +173,7 @@ class PubSubHub:
                 if _id_order(envelope[1]) <= _id_order(last):
                     continue  # it came with the history already
             self._send_envelope(
-                [member], member._tgsio_engine, member.ns_name, name, envelope
+                [member], member._tgsio.engine, member.ns_name, name, envelope
             )
 
     def unsubscribe(self, name, member):
@@ -181,7 +181,7 @@ class PubSubHub:
         channel = self._channels.get(name)
         if channel is None:
             return
-        key = (member._tgsio_engine, member.ns_name)
+        key = (member._tgsio.engine, member.ns_name)
         members = channel.groups.get(key)
         if members is None or member not in members:
             return

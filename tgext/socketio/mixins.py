@@ -16,12 +16,12 @@ class BroadcastMixin:
 
     def broadcast_event(self, event, *args):
         """Send ``event`` to every client of this namespace, this one included."""
-        self._tgsio_engine.emit(event, args, namespace=self.ns_name)
+        self._tgsio.engine.emit(event, args, namespace=self.ns_name)
 
     def broadcast_event_not_me(self, event, *args):
         """Send ``event`` to every client of this namespace but this one."""
-        self._tgsio_engine.emit(
-            event, args, namespace=self.ns_name, skip_sid=self._tgsio_sid
+        self._tgsio.engine.emit(
+            event, args, namespace=self.ns_name, skip_sid=self._tgsio.sid
         )
 
 
@@ -42,7 +42,7 @@ class RoomsMixin:
             ``socketio.max_rooms`` rooms of this namespace already (it then
             gets the error ``too_many_rooms``).
         """
-        engine = self._tgsio_engine
+        engine = self._tgsio.engine
         rooms = self._session_rooms()
         limit = engine.max_rooms
         entry = self.ns_name + "_" + room
@@ -56,20 +56,20 @@ class RoomsMixin:
         ):
             self.error(wire.TOO_MANY_ROOMS, wire.too_many_rooms_message(limit))
             return False
-        engine.enter_room(self._tgsio_sid, room, namespace=self.ns_name)
-        engine.presence.add(self.ns_name, room, self._tgsio_sid)
+        engine.enter_room(self._tgsio.sid, room, namespace=self.ns_name)
+        engine.presence.add(self.ns_name, room, self._tgsio.sid)
         rooms.add(entry)
         return True
 
     def leave(self, room):
         """Take this client out of ``room``."""
-        engine = self._tgsio_engine
-        engine.leave_room(self._tgsio_sid, room, namespace=self.ns_name)
-        engine.presence.remove(self.ns_name, room, self._tgsio_sid)
+        engine = self._tgsio.engine
+        engine.leave_room(self._tgsio.sid, room, namespace=self.ns_name)
+        engine.presence.remove(self.ns_name, room, self._tgsio.sid)
         self._session_rooms().discard(self.ns_name + "_" + room)
 
     def emit_to_room(self, room, event, *args):
         """Send ``event`` to everyone in ``room`` but this client."""
-        self._tgsio_engine.emit(
-            event, args, to=room, namespace=self.ns_name, skip_sid=self._tgsio_sid
+        self._tgsio.engine.emit(
+            event, args, to=room, namespace=self.ns_name, skip_sid=self._tgsio.sid
         )

@@ -161,6 +161,10 @@ class BaseNamespace:
                 self.emit("pong", {"sound": "pong"})
     """
 
+    #: what the engine keeps for this client (a ClientState, set once when
+    #: the client joins; the one attribute the package writes on the object)
+    _tgsio = None
+
     def __init__(self, environ, ns_name, request=None):
         self.environ = environ
         self.socket = environ["socketio"]
@@ -255,8 +259,8 @@ class BaseNamespace:
             return self.call_method_with_acl("recv_disconnect", packet)
         if packet_type == "error":
             return self.call_method_with_acl("recv_error", packet)
-        self._tgsio_engine.warn_about_client(
-            self._tgsio_eio_sid,
+        self._tgsio.engine.warn_about_client(
+            self._tgsio.eio_sid,
             log,
             "unprocessed packet type",
             "unprocessed packet type %r [%s]",
@@ -336,7 +340,7 @@ class BaseNamespace:
                 "emit() accepts only the keyword argument 'callback', not %s; "
                 "pass the data as positional arguments" % ", ".join(sorted(kwargs))
             )
-        self._tgsio_engine.send_event(self, event, args, callback)
+        self._tgsio.engine.send_event(self, event, args, callback)
 
     def call(self, event, *args, timeout=60):
         """Emit ``event`` and wait for the client's acknowledgement.
@@ -348,14 +352,14 @@ class BaseNamespace:
         :raises RuntimeError: in ``recv_connect``: the client is connected
             only once it returned (``spawn()`` the call).
         """
-        if self._tgsio_send_to != self._tgsio_eio_sid:
+        if self._tgsio.send_to != self._tgsio.eio_sid:
             raise RuntimeError(
                 "call(%r) in recv_connect cannot be answered: the client is "
                 "connected only once recv_connect returned; spawn() a function "
                 "that makes the call instead." % (event,)
             )
-        return self._tgsio_engine.call(
-            event, args, to=self._tgsio_sid, namespace=self.ns_name, timeout=timeout
+        return self._tgsio.engine.call(
+            event, args, to=self._tgsio.sid, namespace=self.ns_name, timeout=timeout
         )
 
     def send(self, message, json=False, callback=None):
@@ -373,13 +377,13 @@ class BaseNamespace:
         """
         # the message may quote what the client sent: only the name is logged
         name = printable(error_name)
-        self._tgsio_engine.warn_about_client(
-            self._tgsio_eio_sid,
+        self._tgsio.engine.warn_about_client(
+            self._tgsio.eio_sid,
             log,
             "error " + name,
             "error %s for %s [%s]",
             name,
-            self._tgsio_sid,
+            self._tgsio.sid,
             self.ns_name,
         )
         if not quiet:
@@ -393,15 +397,15 @@ class BaseNamespace:
         process's. A room counts the clients put there with
         ``RoomsMixin.join``.
         """
-        return self._tgsio_engine.presence.participants(self.ns_name, room)
+        return self._tgsio.engine.presence.participants(self.ns_name, room)
 
     # -- lifecycle ------------------------------------------------------------
 
     def spawn(self, fn, *args, **kwargs):
         """Run ``fn`` in a greenlet with the request context; killed at disconnect."""
         self.jobs = [job for job in self.jobs if not job.dead]
-        job = spawn_in_context(self._tgsio_request_locals, fn, *args, **kwargs)
-        if self._tgsio_closed:
+        job = spawn_in_context(self._tgsio.request_locals, fn, *args, **kwargs)
+        if self._tgsio.closed:
             job.kill(block=False)  # the client has left: it never runs
         else:
             self.jobs.append(job)
@@ -421,6 +425,6 @@ class BaseNamespace:
     def disconnect(self, silent=False):
         """Leave the namespace; with ``silent``, without telling the client."""
         try:
-            self._tgsio_engine.disconnect_namespace(self, silent=silent)
+            self._tgsio.engine.disconnect_namespace(self, silent=silent)
         finally:
             self.kill_local_jobs()

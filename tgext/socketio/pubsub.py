@@ -60,14 +60,13 @@ class PubSubTGNamespace(SocketIOTGNamespace):
     #: ``{"pattern": {"history": N, "history_seconds": T, "presence": bool}}``
     channel_options = None
 
-    #: the app's hub, found on first use
-    _tgsio_hub = None
-
     @property
     def _tgsio_subscriptions(self):
-        """``{key of subscribe's arguments: channel}``; made on first use, as
-        0.0.x subclasses override ``initialize`` without calling ``super()``."""
-        return self.__dict__.setdefault("_tgsio_subscriptions_by_key", {})
+        """``{key of subscribe's arguments: channel}`` (in the client's state)."""
+        state = self._tgsio
+        if state.subscriptions is None:
+            state.subscriptions = {}
+        return state.subscriptions
 
     # -- what clients call ------------------------------------------------------
 
@@ -90,7 +89,7 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         if isinstance(result, str) and result:
             channel = result
         subscribed = self._tgsio_subscriptions.values()
-        limit = self._tgsio_engine.max_subscriptions
+        limit = self._tgsio.engine.max_subscriptions
         if channel not in subscribed and len(set(subscribed)) >= limit:
             self.error(
                 wire.TOO_MANY_SUBSCRIPTIONS, wire.too_many_subscriptions_message(limit)
@@ -132,8 +131,8 @@ class PubSubTGNamespace(SocketIOTGNamespace):
             )
             return False
         except PublishError as error:
-            self._tgsio_engine.warn_about_client(
-                self._tgsio_eio_sid,
+            self._tgsio.engine.warn_about_client(
+                self._tgsio.eio_sid,
                 log,
                 "publish failed",
                 "%s [%s]",
@@ -161,10 +160,10 @@ class PubSubTGNamespace(SocketIOTGNamespace):
     # -- internals --------------------------------------------------------------
 
     def _tgsio_pubsub_hub(self):
-        hub = self._tgsio_hub
-        if hub is None:
-            hub = self._tgsio_hub = runtime_of(_tg.current_app_config()).hub
-        return hub
+        state = self._tgsio
+        if state.hub is None:  # found on first use
+            state.hub = runtime_of(_tg.current_app_config()).hub
+        return state.hub
 
     def _tgsio_subscribe(self, key, channel):
         hub = self._tgsio_pubsub_hub()
@@ -181,9 +180,10 @@ class PubSubTGNamespace(SocketIOTGNamespace):
     def _tgsio_drop_subscriptions(self):
         channels = set(self._tgsio_subscriptions.values())
         self._tgsio_subscriptions.clear()
-        if self._tgsio_hub is not None:
+        hub = self._tgsio.hub
+        if hub is not None:
             for channel in channels:
-                self._tgsio_hub.unsubscribe(channel, self)
+                hub.unsubscribe(channel, self)
 
     def presence_meta(self, channel):
         """What this client's meta shows in ``channel``'s presence besides its
@@ -196,7 +196,7 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         what :meth:`presence_meta` adds."""
         identity = (self.environ or {}).get("repoze.who.identity") or {}
         entry = dict(self.presence_meta(channel) or {})
-        entry.update(sid=self._tgsio_sid, user=identity.get("repoze.who.userid"))
+        entry.update(sid=self._tgsio.sid, user=identity.get("repoze.who.userid"))
         return entry
 
     def _tgsio_release(self):

@@ -44,7 +44,7 @@ class SocketIOTGNamespace(BaseNamespace):
             return super()._tgsio_run(method, shape, args)
         # the dict itself, not TG's proxy: the config of the context the
         # dispatcher pushed for this instance
-        request_locals = getattr(self, "_tgsio_request_locals", None)
+        request_locals = self._tgsio.request_locals if self._tgsio is not None else None
         config = (
             request_locals.config
             if request_locals is not None
