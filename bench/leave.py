@@ -7,7 +7,11 @@ seconds (``loadgen.js rtt``), then all leave at once; the RSS is read again
 30 and 60 s later. What issue 9 asks: within 10% of the baseline at 60 s.
 
 The table goes to stdout, the numbers to ``bench/results/leave.json``.
-``KINDS=tgext`` measures this project alone.
+``KINDS=tgext`` measures this project alone; ``tgext-malloc-above`` with
+the opt-in allocator switch (``socketio.malloc_above = 1000``);
+``tgext-PYTHONMALLOC`` and ``tgext-jemalloc`` the ``tgext`` server with
+``PYTHONMALLOC=malloc``, or with jemalloc preloaded (Debian's
+``libjemalloc2``), the process-wide answers an operator has.
 """
 
 import argparse
@@ -18,6 +22,12 @@ import time
 from run import BENCH_DIR, Server, loadgen, read_message, round_trips
 
 KINDS = tuple(os.environ.get("KINDS", "tgext raw").split())
+
+#: kinds that are another kind in another environment
+ENVIRONMENTS = {
+    "tgext-PYTHONMALLOC": ("tgext", {"PYTHONMALLOC": "malloc"}),
+    "tgext-jemalloc": ("tgext", {"LD_PRELOAD": "libjemalloc.so.2"}),
+}
 
 
 def wave(server, clients, seconds, samples):
@@ -48,7 +58,8 @@ def main(argv=None):
     samples = (30, 60)
     results = {}
     for kind in KINDS:
-        server = Server(kind, None)
+        base, extra = ENVIRONMENTS.get(kind, (kind, None))
+        server = Server(base, None, env=dict(os.environ, **extra) if extra else None)
         try:
             results[kind] = wave(server, options.clients, options.seconds, samples)
         finally:

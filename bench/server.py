@@ -102,6 +102,10 @@ APPS = {
     # or always from malloc (bench/leave.py, bench/allocator.py)
     "tgext-pymalloc": functools.partial(tgext_app, **{"socketio.malloc_above": "off"}),
     "tgext-malloc": functools.partial(tgext_app, **{"socketio.malloc_above": "0"}),
+    # the opt-in allocator switch as docs/limits.rst suggests it (bench/leave.py)
+    "tgext-malloc-above": functools.partial(
+        tgext_app, **{"socketio.malloc_above": "1000"}
+    ),
 }
 
 

@@ -188,14 +188,15 @@ OPTIONS = (
     ),
     (
         "malloc_above",
-        1000,
+        None,
         _count_or_off,
         "a whole number of sessions, or off",
-        "open sessions (of the whole process) past which new Python objects "
-        "come from the C library's malloc instead of CPython's allocator, "
-        "until no more are open: an event costs 6-16% more meanwhile, and the "
-        "memory goes back to the system after a wave of clients; "
-        "``off``: never (see Bad input and limits)",
+        "opt-in: open sessions (of the whole process) past which new Python "
+        "objects come from the C library's malloc instead of CPython's "
+        "allocator, until no more are open: an event costs 6-16% more "
+        "meanwhile, and more memory goes back to the system after a wave of "
+        "clients (see Bad input and limits, beside PYTHONMALLOC=malloc); "
+        "unset or ``off``: never",
     ),
     (
         "transports",
