@@ -1,7 +1,7 @@
 """What malloc costs against CPython's allocator: ``.venv/bin/python bench/allocator.py``.
 
 Past ``socketio.malloc_above`` open sessions, new Python objects come from
-the C library's ``malloc`` (``tgext.socketio.allocator``). This times
+the C library's ``malloc`` (``tgext.socketio._memory.allocator``). This times
 WebSocket round trips of the ping-pong example with new objects always
 from pymalloc (``tgext-pymalloc``) and always from malloc (``tgext-malloc``),
 servers fresh and interleaved, server on CPU 0 and load generator on CPU 1,

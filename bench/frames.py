@@ -2,7 +2,7 @@
 
 gevent-websocket unmasks a client's frame byte by byte in Python and checks
 a text message's UTF-8 in Python too (twice: per frame, then whole) unless
-``wsaccel`` is importable for the check. ``tgext.socketio.websocket`` unmasks
+``wsaccel`` is importable for the check. ``tgext.socketio._serving.websocket`` unmasks
 with ``wsaccel`` (its fallback: one big-integer XOR) and checks UTF-8 with
 ``bytes.decode``. This times each step for message sizes from a ping-pong
 event (40 bytes) to the default size limit (1 MB), in microseconds per
@@ -18,7 +18,7 @@ from geventwebsocket.websocket import Header
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tgext.socketio import websocket as bounded  # noqa: E402
+from tgext.socketio._serving import websocket as bounded  # noqa: E402
 
 SIZES = (40, 1_000, 100_000, 1_000_000)
 

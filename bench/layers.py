@@ -36,7 +36,7 @@ SAMPLE_RATE = 500  # per second
 #: (layer, pattern on the innermost frame's file), the first match wins
 LAYERS = (
     ("the handler (examples/pingpong)", r"examples/pingpong/"),
-    ("WebSocket frames (gevent-websocket, tgext.socketio.websocket)",
+    ("WebSocket frames (gevent-websocket, tgext.socketio._serving.websocket)",
      r"geventwebsocket/|tgext/socketio/websocket\.py"),
     ("tgext.socketio (dispatch, namespace, guards)", r"tgext/socketio/"),
     ("TurboGears (@validate, request context)", r"/tg/|/formencode/|/webob/|/crank/"),

@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(REPO_DIR, "examples", "pingpong"))
 
 from app import make_app  # noqa: E402
 
-from tgext.socketio._tg import pop_request_locals, push_request_locals  # noqa: E402
+from tgext.socketio._upstream.tg import pop_request_locals, push_request_locals  # noqa: E402
 from tgext.socketio.testing import LiveServer  # noqa: E402
 
 EVENTS = 20_000

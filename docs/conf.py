@@ -56,7 +56,7 @@ nitpick_ignore = [
 nitpick_ignore_regex = [
     # private modules that public docstrings name for the curious; this
     # reference documents only the public names
-    (r"py:(mod|class|func)", r"tgext\.socketio\.(runtime|presence|workers|hub)(\..*)?"),
+    (r"py:(mod|class|func)", r"tgext\.socketio\.(_\w+|presence)(\..*)?"),
 ]
 
 autodoc_member_order = "bysource"

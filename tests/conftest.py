@@ -66,7 +66,8 @@ def fresh_log_budgets(monkeypatch):
     """Each test starts with the process-wide budgets of client-caused log
     lines whole: an earlier test (the fuzz) must not make a test's own
     warnings (why a connect was refused, say) vanish from its report."""
-    from tgext.socketio import clientlog, transport
+    from tgext.socketio._serving import clientlog
+    from tgext.socketio._serving import engineio_session as transport
 
     monkeypatch.setattr(
         clientlog,

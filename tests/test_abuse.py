@@ -22,9 +22,10 @@ import websocket
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tgext.socketio import BaseNamespace, memory
-from tgext.socketio.runtime import runtime_of
-from tgext.socketio.transport import MESSAGES_PER_TURN
+from tgext.socketio import BaseNamespace
+from tgext.socketio._engine.runtime import runtime_of
+from tgext.socketio._memory import trimmer as memory
+from tgext.socketio._serving.engineio_session import MESSAGES_PER_TURN
 
 NAMESPACE = "/abuse"
 
@@ -51,7 +52,8 @@ def fresh_rejection_log(monkeypatch):
     The budget of other client-caused lines (tests/test_client_log.py) is
     lifted: a summary of held lines would be a greenlet these tests count.
     """
-    from tgext.socketio import clientlog, transport
+    from tgext.socketio._serving import clientlog
+    from tgext.socketio._serving import engineio_session as transport
 
     monkeypatch.setattr(transport, "rejections", transport.RejectionLog(transport.log))
     monkeypatch.setattr(
@@ -64,7 +66,7 @@ def quick_retirement(monkeypatch):
     """Idle dispatcher workers retire after 0.5 s instead of 5 (the period
     is read at each wait): a test waiting for the greenlets of a burst to
     end waits a second, not ten."""
-    from tgext.socketio import dispatch
+    from tgext.socketio._engine import dispatch
 
     monkeypatch.setattr(dispatch, "IDLE_WORKER_SECONDS", 0.5)
 
@@ -457,7 +459,7 @@ def test_refused_polling_body_is_answered_400_with_one_line(watched, caplog, bod
 
 
 def test_many_refused_inputs_are_summarized(server, caplog, monkeypatch):
-    from tgext.socketio import transport
+    from tgext.socketio._serving import engineio_session as transport
 
     log = transport.RejectionLog(logging.getLogger("tgext.socketio.transport"), burst=3,
                                  window=0.3)

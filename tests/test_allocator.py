@@ -1,5 +1,5 @@
-"""Where new Python objects come from (tgext.socketio.allocator), and the
-switch to malloc while many sessions are open (tgext.socketio.memory), with
+"""Where new Python objects come from (tgext.socketio._memory.allocator), and the
+switch to malloc while many sessions are open (tgext.socketio._memory.trimmer), with
 a live server and real clients."""
 
 import gc
@@ -14,8 +14,9 @@ import weakref
 import gevent
 import pytest
 
-from tgext.socketio import BaseNamespace, memory
-from tgext.socketio.allocator import _CHECKED_VERSIONS, AllocatorSwitch
+from tgext.socketio import BaseNamespace
+from tgext.socketio._memory import trimmer as memory
+from tgext.socketio._memory.allocator import _CHECKED_VERSIONS, AllocatorSwitch
 
 
 def small_objects(count):
@@ -126,7 +127,7 @@ def test_only_plain_pymalloc_is_switched(option):
     """Under debug hooks, tracemalloc or PYTHONMALLOC it does nothing."""
     script = textwrap.dedent(
         """
-        from tgext.socketio.allocator import AllocatorSwitch
+        from tgext.socketio._memory.allocator import AllocatorSwitch
         switch = AllocatorSwitch()
         print(switch.available, switch.use_malloc(), switch.use_pymalloc())
         """
@@ -153,7 +154,7 @@ def test_python_malloc_environment_is_left_alone():
         [
             sys.executable,
             "-c",
-            "from tgext.socketio.allocator import AllocatorSwitch; "
+            "from tgext.socketio._memory.allocator import AllocatorSwitch; "
             "print(AllocatorSwitch().available)",
         ],
         capture_output=True,

@@ -230,7 +230,7 @@ def test_the_members_of_a_dead_process_leave_within_the_presence_ttl(
 
     import socketio
 
-    from tgext.socketio import hub_backends
+    from tgext.socketio._channels import backends as hub_backends
 
     from .test_server_runner import GearboxServer
 

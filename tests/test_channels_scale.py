@@ -13,10 +13,10 @@ import redis
 import websocket
 from gevent.queue import Empty, Queue
 
-from tgext.socketio.hub_backends import RedisChannels
-from tgext.socketio.keys import PUBSUB_CHANNEL_PREFIX
+from tgext.socketio._channels.backends import RedisChannels
+from tgext.socketio._config.keys import PUBSUB_CHANNEL_PREFIX
+from tgext.socketio._engine.runtime import runtime_of
 from tgext.socketio.pubsub import PubSubTGNamespace
-from tgext.socketio.runtime import runtime_of
 
 CLIENTS = 100
 CHANNELS_PER_CLIENT = 100

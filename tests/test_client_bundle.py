@@ -13,7 +13,8 @@ import pytest
 import requests
 from tg import expose
 
-from tgext.socketio import BaseNamespace, client_bundle
+from tgext.socketio import BaseNamespace
+from tgext.socketio._serving import client_bundle
 
 from .conftest import build_app, controller_for
 from .test_example_page import TOP, browser  # noqa: F401 (browser is a fixture)

@@ -7,7 +7,8 @@ import gevent
 import pytest
 import websocket
 
-from tgext.socketio import BaseNamespace, clientlog
+from tgext.socketio import BaseNamespace
+from tgext.socketio._serving import clientlog
 from tgext.socketio.testing import disconnect_client
 
 NAMESPACE = "/logged"

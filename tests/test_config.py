@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tgext.socketio.config import OPTIONS, PREFIX, parse_options
+from tgext.socketio._config.settings import OPTIONS, PREFIX, parse_options
 from tgext.socketio.exceptions import ConfigurationError
 
 #: the Sphinx extension that renders the option table in docs/configuration.rst
@@ -133,7 +133,7 @@ def test_keys_of_other_packages_are_left_alone():
 
 
 def test_reference_documents_every_server_timeout_and_cap():
-    from tgext.socketio.admission import SERVER_OPTIONS
+    from tgext.socketio._serving.admission import SERVER_OPTIONS
 
     rows = {key: default for key, default, *_ in options_extension().option_rows(server=True)}
     assert set(rows) == {name for name, *_ in SERVER_OPTIONS}

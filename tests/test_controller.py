@@ -211,7 +211,7 @@ def test_a_keep_alive_connection_serves_tg_after_a_direct_poll(serve):
 
 
 def test_mount_paths_are_found_when_the_app_is_made_nested_and_dotted():
-    from tgext.socketio.runtime import runtime_of
+    from tgext.socketio._engine.runtime import runtime_of
 
     nested = build_app(controller_for({"hello": Hello}), mount="chat/live")
     dotted = build_app(controller_for({"hello": Hello}), mount="socket.io")

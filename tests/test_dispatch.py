@@ -6,7 +6,8 @@ import pytest
 import socketio
 from gevent.queue import Queue
 
-from tgext.socketio import BaseNamespace, wire
+from tgext.socketio import BaseNamespace
+from tgext.socketio._engine import client_errors as wire
 
 TRANSPORTS = ["websocket", "polling", "upgrade"]
 
@@ -204,8 +205,8 @@ def test_idle_workers_retire_after_a_burst(serve, monkeypatch, wait_for):
 
     import websocket
 
-    from tgext.socketio import dispatch
-    from tgext.socketio.dispatch import EventDispatcher
+    from tgext.socketio._engine import dispatch
+    from tgext.socketio._engine.dispatch import EventDispatcher
 
     monkeypatch.setattr(dispatch, "IDLE_WORKER_SECONDS", 0.5)
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tgext.socketio.config import OPTIONS, PREFIX
+from tgext.socketio._config.settings import OPTIONS, PREFIX
 
 from .test_config import shown_default
 
@@ -100,8 +100,8 @@ def documented_anypubsub_keys():
 
 
 def test_anypubsub_reference_lists_the_keys_the_redis_backend_takes():
+    from tgext.socketio._channels.hub import DEFAULT_BACKEND, create_backend
     from tgext.socketio.exceptions import ConfigurationError
-    from tgext.socketio.hub import DEFAULT_BACKEND, create_backend
 
     documented = documented_anypubsub_keys()
     assert documented.pop("backend") == DEFAULT_BACKEND
@@ -119,7 +119,7 @@ def test_anypubsub_reference_lists_the_keys_the_redis_backend_takes():
 
 
 def test_configuration_reference_quotes_the_bad_value_message():
-    from tgext.socketio.config import parse_options
+    from tgext.socketio._config.settings import parse_options
     from tgext.socketio.exceptions import ConfigurationError
 
     with open(os.path.join(DOCS, "configuration.rst"), encoding="utf-8") as page:
@@ -134,7 +134,7 @@ def test_server_reference_lists_the_keys_the_runner_takes():
 
     with open(os.path.join(DOCS, "configuration.rst"), encoding="utf-8") as page:
         text = page.read()
-    from tgext.socketio.admission import SERVER_OPTIONS
+    from tgext.socketio._serving.admission import SERVER_OPTIONS
 
     section = text.split("``[server:main]``\n-----------------", 1)[1]
     documented = set(re.findall(r"^``([a-z_]+)``\s", section, re.M)) - {"use"}
@@ -146,7 +146,7 @@ def test_server_reference_lists_the_keys_the_runner_takes():
 
 
 def test_configuration_reference_quotes_the_unknown_key_message():
-    from tgext.socketio.config import parse_options
+    from tgext.socketio._config.settings import parse_options
     from tgext.socketio.exceptions import ConfigurationError
 
     with open(os.path.join(DOCS, "configuration.rst"), encoding="utf-8") as page:

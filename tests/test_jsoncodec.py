@@ -11,8 +11,8 @@ import socketio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tgext.socketio import jsoncodec
-from tgext.socketio.engine import decode_json_event, encode_json_packet
+from tgext.socketio._engine import jsoncodec
+from tgext.socketio._engine.engine import decode_json_event, encode_json_packet
 
 COMPACT = {"separators": (",", ":")}
 

@@ -1,4 +1,4 @@
-"""The trim pass that follows a wave of closing sessions (tgext.socketio.memory)."""
+"""The trim pass that follows a wave of closing sessions (tgext.socketio._memory.trimmer)."""
 
 import gc
 import sys
@@ -7,7 +7,7 @@ import time
 import gevent
 import pytest
 
-from tgext.socketio import memory
+from tgext.socketio._memory import trimmer as memory
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from gevent.queue import Empty, Queue
 from tg import predicates, require, validate
 from tg.validation import Convert
 
-from tgext.socketio.hub_backends import RedisChannels
-from tgext.socketio.keys import PUBSUB_CHANNEL_PREFIX
+from tgext.socketio._channels.backends import RedisChannels
+from tgext.socketio._config.keys import PUBSUB_CHANNEL_PREFIX
+from tgext.socketio._engine.runtime import runtime_of
 from tgext.socketio.pubsub import PubSubTGNamespace
-from tgext.socketio.runtime import runtime_of
 
 from .apps.auth_app import build_remote_user_app
 from .conftest import controller_for
@@ -511,8 +511,8 @@ def test_publish_from_a_controller_action(serve, backend):
      "anypubsub.host = 'redis://h:port/0' is not a Redis address"),
 ])
 def test_bad_settings_name_the_key(config, message):
+    from tgext.socketio._channels.hub import create_backend
     from tgext.socketio.exceptions import ConfigurationError
-    from tgext.socketio.hub import create_backend
 
     with pytest.raises(ConfigurationError) as failure:
         create_backend(config)

@@ -18,10 +18,10 @@ import websocket
 from tg import predicates, require
 
 from tgext.socketio import BaseNamespace, RoomsMixin, SocketIOTGNamespace
-from tgext.socketio.engine import MAX_REFUSED_CONNECTS
-from tgext.socketio.runtime import runtime_of
+from tgext.socketio._engine.client_errors import METHOD_ACCESS_DENIED
+from tgext.socketio._engine.engine import MAX_REFUSED_CONNECTS
+from tgext.socketio._engine.runtime import runtime_of
 from tgext.socketio.testing import disconnect_client
-from tgext.socketio.wire import METHOD_ACCESS_DENIED
 
 
 class RefusesByFalse(RoomsMixin, BaseNamespace):

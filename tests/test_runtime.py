@@ -11,8 +11,8 @@ from tg import MinimalApplicationConfigurator, TGController, expose
 from tg.configurator.components.debugger import DebuggerConfigurationComponent
 
 from tgext.socketio import BaseNamespace, SocketIOController, emit
+from tgext.socketio._engine.runtime import runtime_of
 from tgext.socketio.exceptions import ConfigurationError
-from tgext.socketio.runtime import runtime_of
 from tgext.socketio.server import SocketIOServer
 from tgext.socketio.testing import LiveServer
 

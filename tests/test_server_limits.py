@@ -15,7 +15,7 @@ import requests
 import socketio
 
 from tgext.socketio import BaseNamespace
-from tgext.socketio.runtime import runtime_of
+from tgext.socketio._engine.runtime import runtime_of
 from tgext.socketio.testing import LiveServer, disconnect_client
 
 from .conftest import build_app, controller_for, memory_mb

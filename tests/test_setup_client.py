@@ -15,7 +15,7 @@ import tarfile
 
 import pytest
 
-from tgext.socketio import client_bundle
+from tgext.socketio._serving import client_bundle
 
 from .test_client_bundle import FILES, TOP, bundle_file
 

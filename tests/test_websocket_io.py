@@ -19,8 +19,8 @@ import websocket
 from geventwebsocket.websocket import Header
 
 from tgext.socketio import BaseNamespace
-from tgext.socketio.runtime import runtime_of
-from tgext.socketio.websocket import RECV_SIZE, encode_frame
+from tgext.socketio._engine.runtime import runtime_of
+from tgext.socketio._serving.websocket import RECV_SIZE, encode_frame
 
 from .test_abuse import masked_frame
 

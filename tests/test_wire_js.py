@@ -364,7 +364,7 @@ def test_unknown_namespace_gives_connect_error_with_a_message(serve, live_server
 def test_burst_of_50_emits_over_polling_is_batched_and_all_acked(
     live_server, js_client, monkeypatch
 ):
-    from tgext.socketio.transport import GuardedSocket
+    from tgext.socketio._serving.engineio_session import GuardedSocket
 
     app = build_app(controller_for({"pingpong": PingPong}))
     posts = []

@@ -1,7 +1,7 @@
 """The ``socketio-options`` directive: the table of every ``socketio.*``
-option, rendered from :data:`tgext.socketio.config.OPTIONS`; and
+option, rendered from :data:`tgext.socketio._config.settings.OPTIONS`; and
 ``server-options``: the timeouts and caps of ``[server:main]``, from
-``tgext.socketio.admission.SERVER_OPTIONS``.
+``tgext.socketio._serving.admission.SERVER_OPTIONS``.
 
 The option table is the single source of truth: the parser reads it, this
 directive renders it, and ``tests/test_config.py`` checks the rendering (this
@@ -31,11 +31,11 @@ def option_rows(server=False):
     :returns: a list of tuples of text, in the order of the option table.
     """
     if server:
-        from tgext.socketio.admission import SERVER_OPTIONS as OPTIONS
+        from tgext.socketio._serving.admission import SERVER_OPTIONS as OPTIONS
 
         PREFIX = ""
     else:
-        from tgext.socketio.config import OPTIONS, PREFIX
+        from tgext.socketio._config.settings import OPTIONS, PREFIX
 
     rows = []
     for name, default, _convert, expected, help_text, *_rest in OPTIONS:

@@ -4,7 +4,8 @@ for the others to tell its members' leaves."""
 
 from tg import MinimalApplicationConfigurator, TGController
 
-from tgext.socketio import SocketIOController, hub_backends
+from tgext.socketio import SocketIOController
+from tgext.socketio._channels import backends as hub_backends
 from tgext.socketio.pubsub import PubSubTGNamespace
 
 hub_backends.PRESENCE_TTL = 2

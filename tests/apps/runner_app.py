@@ -11,7 +11,7 @@ from tg import MinimalApplicationConfigurator, TGController, expose
 from tg.configurator.components.debugger import DebuggerConfigurationComponent
 
 from tgext.socketio import BaseNamespace, BroadcastMixin, RoomsMixin, SocketIOController
-from tgext.socketio._tg import context_is_greenlet_local
+from tgext.socketio._upstream.tg import context_is_greenlet_local
 from tgext.socketio.pubsub import PubSubTGNamespace
 
 

@@ -14,13 +14,13 @@ from tg.controllers.decoratedcontroller import DecoratedController
 from tg.exceptions import HTTPNotFound
 from webob import Response
 
-from . import client_bundle
-from ._tg import current_app_config, current_request_locals, root_controller_of
-from .clientlog import printable
-from .keys import REQUEST_LOCALS_KEY, SERVER_KEY
+from ._config.keys import REQUEST_LOCALS_KEY, SERVER_KEY
+from ._engine.runtime import runtime_of
+from ._serving import client_bundle
+from ._serving.clientlog import printable
+from ._serving.http import serve_engine_request
+from ._upstream.tg import current_app_config, current_request_locals, root_controller_of
 from .namespace import BaseNamespace
-from .runtime import runtime_of
-from .serving import serve_engine_request
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class SocketIOController(TGController):
     def engine(self):
         """The python-socketio server of this controller in the current app.
 
-        Each app has its own (see :mod:`tgext.socketio.runtime`), even when
+        Each app has its own (see :mod:`tgext.socketio._engine.runtime`), even when
         two apps share a controller instance.
         """
         return runtime_of(current_app_config()).engine_for(self)

@@ -9,8 +9,8 @@ process (a worker, a cron job) reaches clients connected to the servers.
 
 import logging
 
-from ._tg import current_app_config, in_request
-from .keys import RUNTIME_KEY
+from ._config.keys import RUNTIME_KEY
+from ._upstream.tg import current_app_config, in_request
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,13 @@ import os
 
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
-from .admission import parse_server_options
-from .serving import DEFAULT_RESOURCE, SocketIOHandler, SocketIOServer, resource_path
+from ._serving.admission import parse_server_options
+from ._serving.http import (
+    DEFAULT_RESOURCE,
+    SocketIOHandler,
+    SocketIOServer,
+    resource_path,
+)
 
 #: where the resource comes from when gunicorn runs without ``--paste``
 RESOURCE_ENVIRON = "TGEXT_SOCKETIO_RESOURCE"
@@ -60,9 +65,9 @@ class SocketIOWorker(GeventPyWSGIWorker):
         from . import controller  # noqa: F401
 
         super().load_wsgi()
-        from .config import check_known_keys
+        from ._config.settings import check_known_keys
+        from ._serving.workers import check_processes
         from .server import SERVER_KEYS, check_app_config, check_monkey_patching
-        from .workers import check_processes
 
         section = server_section(self.cfg)
         if section.get("use", "").replace(" ", "").endswith("tgext.socketio#socketio"):

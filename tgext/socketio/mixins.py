@@ -4,7 +4,7 @@ Both go through python-socketio's client manager, so with
 ``socketio.message_queue`` set they reach clients of every process.
 """
 
-from . import wire
+from ._engine import client_errors
 
 
 class BroadcastMixin:
@@ -54,7 +54,10 @@ class RoomsMixin:
                 >= limit
             )
         ):
-            self.error(wire.TOO_MANY_ROOMS, wire.too_many_rooms_message(limit))
+            self.error(
+                client_errors.TOO_MANY_ROOMS,
+                client_errors.too_many_rooms_message(limit),
+            )
             return False
         engine.enter_room(self._tgsio.sid, room, namespace=self.ns_name)
         engine.presence.add(self.ns_name, room, self._tgsio.sid)

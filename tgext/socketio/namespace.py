@@ -1,7 +1,7 @@
 """BaseNamespace: gevent-socketio's programming model, one instance per client
 connection per namespace.
 
-The engine (:mod:`tgext.socketio.engine`) creates an instance when a client
+The engine (:mod:`tgext.socketio._engine.engine`) creates an instance when a client
 joins the namespace, feeds it packets in arrival order and tears it down when
 the client leaves. Everything a subclass sees (``on_<event>`` methods, the
 ``packet`` parameter convention, ACL methods, ``emit``/``send``/``error``,
@@ -14,9 +14,9 @@ import logging
 
 import gevent
 
-from . import wire
-from .clientlog import printable
-from .context import spawn_in_context
+from ._engine import client_errors
+from ._engine.context import spawn_in_context
+from ._serving.clientlog import printable
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,7 @@ _EVENT_METHODS_BOUND = 1024
 
 
 def _method_name_of_event(name):
-    """``on_<name>`` (:func:`wire.method_name_for_event`) if ``name`` is an
+    """``on_<name>`` (:func:`client_errors.method_name_for_event`) if ``name`` is an
     allowed event name, else ``None``."""
     try:
         return _event_methods[name]
@@ -126,7 +126,9 @@ def _method_name_of_event(name):
     if not isinstance(name, str):
         return None
     method_name = (
-        wire.method_name_for_event(name) if wire.EVENT_NAME.match(name) else None
+        client_errors.method_name_for_event(name)
+        if client_errors.EVENT_NAME.match(name)
+        else None
     )
     if len(_event_methods) >= _EVENT_METHODS_BOUND:
         _event_methods.clear()
@@ -164,6 +166,9 @@ class BaseNamespace:
     #: what the engine keeps for this client (a ClientState, set once when
     #: the client joins; the one attribute the package writes on the object)
     _tgsio = None
+    #: whether the class publishes through the app's pub/sub hub, which
+    #: must then be one for every process (``workers = N``): PubSub's
+    _tgsio_shares_hub = False
 
     def __init__(self, environ, ns_name, request=None):
         self.environ = environ
@@ -274,7 +279,10 @@ class BaseNamespace:
         name = packet["name"]
         method_name = _method_name_of_event(name)
         if method_name is None:
-            self.error(wire.UNALLOWED_EVENT_NAME, wire.UNALLOWED_EVENT_NAME_MESSAGE)
+            self.error(
+                client_errors.UNALLOWED_EVENT_NAME,
+                client_errors.UNALLOWED_EVENT_NAME_MESSAGE,
+            )
             return DENIED
         args = packet["args"]
         if name == "message" and not hasattr(self, "on_message"):
@@ -289,7 +297,8 @@ class BaseNamespace:
         """Call ``method_name`` if the ACL allows it, else send the denial."""
         if not self.is_method_allowed(method_name):
             self.error(
-                wire.METHOD_ACCESS_DENIED, wire.access_denied_message(method_name)
+                client_errors.METHOD_ACCESS_DENIED,
+                client_errors.access_denied_message(method_name),
             )
             return DENIED
         return self.call_method(method_name, packet, *args)
@@ -298,7 +307,10 @@ class BaseNamespace:
         """Call the method with the event's arguments (or the packet)."""
         method = getattr(self, method_name, None)
         if method is None:
-            self.error(wire.NO_SUCH_METHOD, wire.no_such_method_message(method_name))
+            self.error(
+                client_errors.NO_SUCH_METHOD,
+                client_errors.no_such_method_message(method_name),
+            )
             return DENIED
         shape = method_shape(method)
         if shape.wants_packet:
@@ -306,7 +318,7 @@ class BaseNamespace:
         else:
             mismatch = shape.arity_error(method_name, len(args))
             if mismatch is not None:
-                self.error(wire.INVALID_METHOD_ARGS, mismatch)
+                self.error(client_errors.INVALID_METHOD_ARGS, mismatch)
                 return INVALID
         return self._tgsio_run(method, shape, args)
 

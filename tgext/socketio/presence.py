@@ -16,7 +16,7 @@ import time
 import gevent
 from gevent.event import Event
 
-from ._redis import disconnect_pool
+from ._upstream.redis import disconnect_pool
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +208,8 @@ def participants(namespace="/", room=None):
     :raises RuntimeError: when no ``SocketIOController`` of the app serves
         ``namespace``.
     """
-    from ._tg import current_app_config
-    from .keys import RUNTIME_KEY
+    from ._config.keys import RUNTIME_KEY
+    from ._upstream.tg import current_app_config
 
     app_config = current_app_config()
     runtime = app_config.get(RUNTIME_KEY) if app_config is not None else None

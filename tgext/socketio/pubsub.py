@@ -6,16 +6,17 @@ and ``@validate`` like any ``on_<event>``. Every message published on a
 channel reaches its subscribers as the event ``pubblication``, in every
 process sharing the ``anypubsub.*`` backend (memory by default, Redis for
 several processes). The channels of a process are fanned out by the app's
-:class:`~tgext.socketio.hub.PubSubHub`.
+:class:`~tgext.socketio._channels.hub.PubSubHub`.
 """
 
 import json
 import logging
 
-from . import _tg, wire
-from .hub import PUBLICATION_EVENT, PublicationTooLarge, PublishError
+from ._channels.hub import PUBLICATION_EVENT, PublicationTooLarge, PublishError
+from ._engine import client_errors
+from ._engine.runtime import runtime_of
+from ._upstream import tg as _tg
 from .namespace import is_refusal
-from .runtime import runtime_of
 from .tgnamespace import SocketIOTGNamespace
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class PubSubTGNamespace(SocketIOTGNamespace):
     #: ``{"pattern": {"history": N, "history_seconds": T, "presence": bool}}``
     channel_options = None
 
+    _tgsio_shares_hub = True
+
     @property
     def _tgsio_subscriptions(self):
         """``{key of subscribe's arguments: channel}`` (in the client's state)."""
@@ -73,18 +76,27 @@ class PubSubTGNamespace(SocketIOTGNamespace):
     def on_subscribe(self, packet):
         args = packet["args"]
         if not args or args[0] in (None, ""):
-            self.error(wire.CHANNEL_NOT_SPECIFIED, wire.CHANNEL_NOT_SPECIFIED_MESSAGE)
+            self.error(
+                client_errors.CHANNEL_NOT_SPECIFIED,
+                client_errors.CHANNEL_NOT_SPECIFIED_MESSAGE,
+            )
             return False
         channel = args[0]
         method_name = _authorizer_name(channel)
         if method_name is None or not callable(getattr(self, method_name, None)):
-            self.error(wire.CHANNEL_NOT_AVAILABLE, wire.CHANNEL_NOT_AVAILABLE_MESSAGE)
+            self.error(
+                client_errors.CHANNEL_NOT_AVAILABLE,
+                client_errors.CHANNEL_NOT_AVAILABLE_MESSAGE,
+            )
             return False
         result = self.call_method_with_acl(method_name, packet, *args[1:])
         if is_refusal(result):
             return False  # denied or invalid: that error has been sent
         if result is False:
-            self.error(wire.SUBSCRIPTION_REJECTED, wire.SUBSCRIPTION_REJECTED_MESSAGE)
+            self.error(
+                client_errors.SUBSCRIPTION_REJECTED,
+                client_errors.SUBSCRIPTION_REJECTED_MESSAGE,
+            )
             return False
         if isinstance(result, str) and result:
             channel = result
@@ -92,7 +104,8 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         limit = self._tgsio.engine.max_subscriptions
         if channel not in subscribed and len(set(subscribed)) >= limit:
             self.error(
-                wire.TOO_MANY_SUBSCRIPTIONS, wire.too_many_subscriptions_message(limit)
+                client_errors.TOO_MANY_SUBSCRIPTIONS,
+                client_errors.too_many_subscriptions_message(limit),
             )
             return False
         self._tgsio_subscribe(_subscription_key(args), channel)
@@ -126,8 +139,8 @@ class PubSubTGNamespace(SocketIOTGNamespace):
             self._tgsio_pubsub_hub().publish(channel, payload)
         except PublicationTooLarge as error:
             self.error(
-                wire.PUBLICATION_TOO_LARGE,
-                wire.publication_too_large_message(error.size, error.limit),
+                client_errors.PUBLICATION_TOO_LARGE,
+                client_errors.publication_too_large_message(error.size, error.limit),
             )
             return False
         except PublishError as error:
@@ -139,7 +152,10 @@ class PubSubTGNamespace(SocketIOTGNamespace):
                 error,
                 self.ns_name,
             )
-            self.error(wire.PUBLISH_FAILED, wire.publish_failed_message(channel))
+            self.error(
+                client_errors.PUBLISH_FAILED,
+                client_errors.publish_failed_message(channel),
+            )
             return False
         return True
 
@@ -242,7 +258,7 @@ def channel_members(channel):
 
 def _authorizer_name(channel):
     """``subscribe_<channel>`` (spaces as ``_``), or ``None`` for a bad name."""
-    if not isinstance(channel, str) or not wire.EVENT_NAME.match(channel):
+    if not isinstance(channel, str) or not client_errors.EVENT_NAME.match(channel):
         return None
     return "subscribe_" + channel.replace(" ", "_")
 

@@ -66,14 +66,14 @@ import gevent  # noqa: E402
 # for an app whose config names only its package (the quickstart layout),
 # whose modules import tgext.socketio at the first request only.
 from . import controller as _controller  # noqa: E402, F401
-from .admission import SERVER_OPTIONS, parse_server_options  # noqa: E402
-from .exceptions import ConfigurationError, MonkeyPatchError  # noqa: E402
-from .serving import (  # noqa: E402, F401 (SocketIOHandler is public here too)
+from ._serving.admission import SERVER_OPTIONS, parse_server_options  # noqa: E402
+from ._serving.http import (  # noqa: E402, F401 (SocketIOHandler is public here too)
     DEFAULT_RESOURCE,
     SocketIOHandler,
     SocketIOServer,
     resource_path,
 )
+from .exceptions import ConfigurationError, MonkeyPatchError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ SERVER_KEYS = ("host", "port", "socketio_resource", "workers") + tuple(
 
 def check_monkey_patching():
     """Refuse to serve when TG's request context is not greenlet-local."""
-    from ._tg import context_is_greenlet_local
+    from ._upstream.tg import context_is_greenlet_local
 
     if not context_is_greenlet_local():
         raise MonkeyPatchError(
@@ -102,8 +102,8 @@ def check_app_config():
     """Return the served app's runtime; making it checks every ``socketio.*``
     and ``anypubsub.*`` setting (apps made after ``tgext.socketio`` was
     imported have it already)."""
-    from ._tg import current_app_config
-    from .runtime import runtime_of
+    from ._engine.runtime import runtime_of
+    from ._upstream.tg import current_app_config
 
     return runtime_of(current_app_config())
 
@@ -113,10 +113,10 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
 
     Options of ``[server:main]``: ``host`` (default ``127.0.0.1``), ``port``
     (``8080``), ``socketio_resource`` (``socketio``), ``workers`` (``1``: the
-    number of serving processes, see :mod:`tgext.socketio.workers`), and the
+    number of serving processes, see :mod:`tgext.socketio._serving.workers`), and the
     timeouts and caps of :ref:`server-keys`.
     """
-    from .config import check_known_keys
+    from ._config.settings import check_known_keys
 
     check_known_keys(kw, SERVER_KEYS, "[server:main]")
     host = kw.get("host") or "127.0.0.1"
@@ -127,7 +127,7 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
     check_monkey_patching()
     runtime = check_app_config()
     runtime.check_mounted_at(resource)
-    from .workers import check_processes, serve_workers
+    from ._serving.workers import check_processes, serve_workers
 
     check_processes(runtime, workers, True, "workers = %d in [server:main]" % workers)
     if workers > 1:

@@ -22,7 +22,7 @@ import gevent
 import gevent.queue
 import socketio
 
-from .admission import parse_server_options
+from ._serving.admission import parse_server_options
 from .server import SocketIOServer, resource_path
 
 try:

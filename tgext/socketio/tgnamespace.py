@@ -9,7 +9,8 @@ arguments, bound to the handler's parameter names.
 
 import inspect
 
-from . import _tg, wire
+from ._engine import client_errors
+from ._upstream import tg as _tg
 from .namespace import INVALID, BaseNamespace
 
 
@@ -68,6 +69,7 @@ class SocketIOTGNamespace(BaseNamespace):
                 return handler(self, *args)
             return handler(*args)
         self.error(
-            wire.INVALID_METHOD_ARGS, _tg.explode_validation_error(failure, config)
+            client_errors.INVALID_METHOD_ARGS,
+            _tg.explode_validation_error(failure, config),
         )
         return INVALID

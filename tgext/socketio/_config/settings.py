@@ -12,8 +12,8 @@ import re
 
 from tg.support.converters import asbool, aslist
 
-from .admission import SERVER_OPTIONS
-from .exceptions import ConfigurationError
+from .._serving.admission import SERVER_OPTIONS
+from ..exceptions import ConfigurationError
 from .keys import PUBSUB_CHANNEL_PREFIX
 from .values import positive_int as _positive_int
 from .values import seconds as _seconds

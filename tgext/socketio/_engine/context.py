@@ -11,9 +11,9 @@ import logging
 
 import gevent
 
-from ._tg import pop_request_locals, push_request_locals
+from .._upstream.tg import pop_request_locals, push_request_locals
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.context")
 
 
 def call_in_context(request_locals, function, *args, **kwargs):

@@ -21,7 +21,7 @@ import time
 
 import gevent
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.clientlog")
 
 #: seconds of one budget window
 WINDOW = 60.0

@@ -34,7 +34,7 @@ Even so, the few long-lived objects made while a wave leaves (a counter, a
 timestamp) kept some ten arenas (1.17 times the start a minute after 3,000
 clients left). So once more than ``socketio.malloc_above`` sessions are
 open, new objects come from the C library's ``malloc``
-(:mod:`tgext.socketio.allocator`), which trimming gives back a page at a
+(:mod:`tgext.socketio._memory.allocator`), which trimming gives back a page at a
 time; CPython's allocator takes over again at the second trim of a wave
 that finds no more than ``malloc_above`` sessions open (``TRIM_INTERVAL``
 after the first, when what the leaving clients held is freed). Where the C
@@ -53,7 +53,7 @@ import gevent
 
 from .allocator import AllocatorSwitch
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.memory")
 
 #: seconds between two trims at most
 TRIM_INTERVAL = 10

@@ -9,7 +9,7 @@ backend's keyword arguments (``host``, which may be a ``redis://`` URL,
 import anypubsub
 import gevent.queue
 
-from .exceptions import ConfigurationError
+from ..exceptions import ConfigurationError
 
 PREFIX = "anypubsub."
 DEFAULT_BACKEND = "memory"

@@ -5,7 +5,7 @@ binary attachments). This module subclasses its ``Server`` at the three points
 where gevent-socketio's model differs from python-socketio's handler model:
 a namespace connect creates a ``BaseNamespace`` instance, a disconnect tears
 it down, and events are handed to that instance (through
-:mod:`tgext.socketio.dispatch`) in arrival order.
+:mod:`tgext.socketio._engine.dispatch`) in arrival order.
 """
 
 import functools
@@ -20,21 +20,22 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from . import clientlog, jsoncodec
-from ._redis import disconnect_pool
+from .._config.keys import REQUEST_LOCALS_KEY, SESSION_TICKET_KEY
+from .._memory.trimmer import trimmer
+from .._serving import clientlog
+from .._serving.clientlog import ConnectionLog, printable
+from .._serving.engineio_session import GuardedSocket
+from .._upstream.redis import disconnect_pool
+from ..exceptions import ConfigurationError
+from ..namespace import DENIED, BaseNamespace, is_refusal
+from ..presence import presence_for
+from . import jsoncodec
+from .client_errors import INVALID_NAMESPACE_MESSAGE
 from .client_state import ClientState
-from .clientlog import ConnectionLog, printable
 from .context import call_in_context
 from .dispatch import EventDispatcher
-from .exceptions import ConfigurationError
-from .keys import REQUEST_LOCALS_KEY, SESSION_TICKET_KEY
-from .memory import trimmer
-from .namespace import DENIED, BaseNamespace, is_refusal
-from .presence import presence_for
-from .transport import GuardedSocket
-from .wire import INVALID_NAMESPACE_MESSAGE
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.engine")
 
 #: the start of a Socket.IO EVENT packet without attachments, up to its
 #: data: namespace (no query string) and ack id; whatever else (an id of
@@ -163,9 +164,11 @@ class SocketIOEngine(socketio.Server):
             always_connect=True,
             namespaces=list(self.namespace_classes),
             client_manager=_client_manager(options),
-            logger=_PacketTraceLogger(logging.getLogger(__name__ + ".packets"), {}),
+            logger=_PacketTraceLogger(
+                logging.getLogger("tgext.socketio.engine.packets"), {}
+            ),
             engineio_logger=_PacketTraceLogger(
-                logging.getLogger(__name__ + ".packets.engineio"), {}
+                logging.getLogger("tgext.socketio.engine.packets.engineio"), {}
             ),
             cors_allowed_origins=options["cors_allowed_origins"],
             ping_interval=options["ping_interval"],
@@ -709,7 +712,7 @@ class _TrackedEngineIOServer(engineio.Server):
         changes class in place.
 
         :param ticket: what counts the session against its client's address
-            until it closes (:class:`~tgext.socketio.admission.SessionTicket`).
+            until it closes (:class:`~tgext.socketio._serving.admission.SessionTicket`).
         """
         socket = self.sockets.get(sid)
         if socket is None:

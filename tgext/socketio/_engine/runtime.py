@@ -11,13 +11,13 @@ it when it stops.
 import logging
 import string
 
-from .channel_options import declared_options
-from .config import parse_options
-from .exceptions import ConfigurationError
-from .hub import PubSubHub, backend_settings, create_backend
-from .keys import RUNTIME_KEY
+from .._channels.hub import PubSubHub, backend_settings, create_backend
+from .._channels.options import declared_options
+from .._config.keys import RUNTIME_KEY
+from .._config.settings import parse_options
+from ..exceptions import ConfigurationError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.runtime")
 
 
 class AppRuntime:
@@ -107,10 +107,8 @@ class AppRuntime:
 
     def serves_pubsub(self):
         """Whether a ``PubSubTGNamespace`` is among the namespaces served."""
-        from .pubsub import PubSubTGNamespace
-
         return any(
-            issubclass(namespace_class, PubSubTGNamespace)
+            namespace_class._tgsio_shares_hub
             for engine in self._engines.values()
             for namespace_class in engine.namespace_classes.values()
         )

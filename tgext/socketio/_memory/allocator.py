@@ -37,7 +37,7 @@ import ctypes
 import logging
 import sys
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.allocator")
 
 _RAW, _MEM, _OBJ = 0, 1, 2  # PyMemAllocatorDomain
 #: the CPython versions whose pymalloc this was checked against

@@ -23,13 +23,13 @@ import gevent
 from gevent.queue import Empty, Queue
 from socketio import packet as sio_packet
 
-from . import wire
-from ._tg import pop_request_locals, push_request_locals
-from .clientlog import printable
-from .memory import trimmer
-from .namespace import DENIED, is_refusal
+from .._memory.trimmer import trimmer
+from .._serving.clientlog import printable
+from .._upstream.tg import pop_request_locals, push_request_locals
+from ..namespace import DENIED, is_refusal
+from . import client_errors
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.dispatch")
 
 #: seconds an idle worker waits for work before it retires
 IDLE_WORKER_SECONDS = 5
@@ -114,7 +114,9 @@ class EventDispatcher:
             instance.ns_name,
         )
         instance.emit(
-            "error", wire.TOO_MANY_EVENTS, wire.too_many_events_message(limit)
+            "error",
+            client_errors.TOO_MANY_EVENTS,
+            client_errors.too_many_events_message(limit),
         )
         # dropped by the server, not leaving by itself: recv_disconnect runs
         self._engine.disconnect(
@@ -200,7 +202,8 @@ class EventDispatcher:
                 exc_info=not deep,
             )
             instance.error(
-                wire.INTERNAL_SERVER_ERROR, wire.internal_error_message(method_name)
+                client_errors.INTERNAL_SERVER_ERROR,
+                client_errors.internal_error_message(method_name),
             )
             if id is not None:
                 self._acknowledge(instance, id, DENIED)
@@ -220,5 +223,5 @@ class EventDispatcher:
 
 def _method_name_of(event_name):
     if isinstance(event_name, str):
-        return wire.method_name_for_event(event_name)
+        return client_errors.method_name_for_event(event_name)
     return repr(event_name)

@@ -2,7 +2,7 @@
 
 import logging
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio._redis")
 
 
 def disconnect_pool(pool, what):

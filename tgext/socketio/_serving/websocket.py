@@ -32,7 +32,7 @@ try:
 except ImportError:  # PyPy, or a platform without a wheel: slower, still C
     XorMaskerSimple = None
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.websocket")
 
 #: the close codes of RFC 6455 this module sends
 PROTOCOL_ERROR = 1002

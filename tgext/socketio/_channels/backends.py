@@ -20,11 +20,11 @@ import uuid
 import gevent
 from gevent import GreenletExit
 
-from ._redis import disconnect_pool
-from .keys import PUBSUB_CHANNEL_PREFIX
-from .memory import trimmer
+from .._config.keys import PUBSUB_CHANNEL_PREFIX
+from .._memory.trimmer import trimmer
+from .._upstream.redis import disconnect_pool
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.hub_backends")
 
 #: seconds a reader waits before subscribing again after losing Redis
 RETRY_FIRST_DELAY = 0.2

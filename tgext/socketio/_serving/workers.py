@@ -25,12 +25,12 @@ from gevent.event import Event
 from gevent.pool import Pool
 from gevent.server import StreamServer
 
-from . import engine as engine_module
+from .._engine import engine as engine_module
+from ..exceptions import ConfigurationError, WorkerDiedError
 from .admission import parse_server_options
-from .exceptions import ConfigurationError, WorkerDiedError
-from .serving import SocketIOServer
+from .http import SocketIOServer
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.workers")
 
 #: the most bytes read (peeked) to find a request line
 MAX_REQUEST_LINE = 8192
@@ -201,8 +201,8 @@ def _run_child(tag, channel, app, address, resource, limits):
     status = 0
     try:
         engine_module.SESSION_PREFIX = tag
-        from ._tg import current_app_config
-        from .runtime import runtime_of
+        from .._engine.runtime import runtime_of
+        from .._upstream.tg import current_app_config
 
         runtime = runtime_of(current_app_config())
         server = SocketIOServer(

@@ -30,8 +30,8 @@ from engineio import packet as eio_packet
 from engineio import socket as eio_socket
 from engineio.async_drivers.gevent import WebSocketWSGI
 
+from .._memory.trimmer import trimmer
 from .clientlog import BurstLog, printable
-from .memory import trimmer
 from .websocket import (
     MESSAGE_TOO_BIG,
     FrameWriter,
@@ -40,7 +40,7 @@ from .websocket import (
     encode_frame,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.transport")
 
 #: seconds to spend sending a refused client its close frame
 CLOSE_FRAME_SECONDS = 1
@@ -96,7 +96,7 @@ class GuardedSocket(eio_socket.Socket):
     disconnected. On WebSocket, what the session
     sends is written by the sender (:class:`~.websocket.FrameWriter`), not by
     a greenlet per session. Closed, the session lets go of its memory at once
-    and asks for the freed heap to be handed back (:mod:`tgext.socketio.memory`).
+    and asks for the freed heap to be handed back (:mod:`tgext.socketio._memory.trimmer`).
     """
 
     #: why this session's input was refused (``None`` while it was not)

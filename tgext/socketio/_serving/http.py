@@ -17,13 +17,13 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from geventwebsocket.handler import WebSocketHandler
 from geventwebsocket.websocket import WebSocket
 
+from .._config.keys import SERVER_KEY, SESSION_TICKET_KEY
+from .._memory.trimmer import trimmer
 from .admission import Admission, parse_server_options
 from .clientlog import BurstLog, printable
-from .keys import SERVER_KEY, SESSION_TICKET_KEY
-from .memory import trimmer
 from .websocket import BoundedWebSocket
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.serving")
 
 DEFAULT_RESOURCE = "socketio"
 
@@ -282,13 +282,17 @@ class SocketIOServer(WSGIServer):
             # wave of connections: clients left half-open for a minute
             kwargs.setdefault("backlog", 1024)
         # gevent writes access and error lines to stderr unless given loggers.
-        kwargs.setdefault("log", _AccessLog(logging.getLogger(__name__ + ".access")))
-        kwargs.setdefault("error_log", logging.getLogger(__name__ + ".errors"))
+        kwargs.setdefault(
+            "log", _AccessLog(logging.getLogger("tgext.socketio.serving.access"))
+        )
+        kwargs.setdefault(
+            "error_log", logging.getLogger("tgext.socketio.serving.errors")
+        )
         super().__init__(listener, application, **kwargs)
         self.resource = resource_path(resource)
         # gevent-websocket creates (and rewires) its own logger unless the
         # server already has one.
-        self.logger = logging.getLogger(__name__ + ".websocket")
+        self.logger = logging.getLogger("tgext.socketio.serving.websocket")
         self.resource_prefix = self.resource + "/"
         self.resource_has_extension = "." in self.resource.rsplit("/", 1)[-1]
         self._owned = []
@@ -474,7 +478,7 @@ def resource_path(resource):
     """``"socketio"`` or ``"/chat/live/"`` -> ``"/socketio"``, ``"/chat/live"``."""
     resource = (resource or "").strip().strip("/")
     if not resource:
-        from .exceptions import ConfigurationError  # imports tg: only when failing
+        from ..exceptions import ConfigurationError  # imports tg: only when failing
 
         raise ConfigurationError(
             "socketio_resource is empty; set it in [server:main] to the path "

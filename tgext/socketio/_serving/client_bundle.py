@@ -22,7 +22,7 @@ import os
 
 from webob import Response
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.client_bundle")
 
 #: where the build puts the bundle (tests point it elsewhere)
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")

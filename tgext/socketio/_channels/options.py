@@ -17,7 +17,7 @@ anywhere is told.
 
 import fnmatch
 
-from .exceptions import ConfigurationError
+from ..exceptions import ConfigurationError
 
 #: the most publications a channel may keep
 MAX_HISTORY = 1000

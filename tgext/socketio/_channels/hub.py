@@ -5,11 +5,11 @@ presence for the channels that declare them.
 anypubsub gives each subscriber a backend subscription of its own (a Redis
 connection and a blocked reader each) and has no way to end one. The hub keeps
 a single subscription per channel however many clients of the process listen,
-all of them over one Redis connection (:mod:`tgext.socketio.hub_backends`),
+all of them over one Redis connection (:mod:`tgext.socketio._channels.backends`),
 ends it with the channel's last local subscriber, and outlives the backend
 going away: the reader that loses Redis backs off and subscribes again.
 
-A channel with options (:mod:`tgext.socketio.channel_options`) carries an
+A channel with options (:mod:`tgext.socketio._channels.options`) carries an
 envelope on the backend, so that every process tells publications (with
 their history id) from joins and leaves: ``["m", id, message]``,
 ``["j", member]``, ``["l", member]``. A new subscriber catches up (presence
@@ -23,19 +23,19 @@ import logging
 import gevent
 import gevent.event
 
-from ._redis import disconnect_pool
-from .channel_options import ChannelRegistry
-from .exceptions import SocketIOExtError
-from .hub_backends import channels_for
-from .hub_settings import (  # noqa: F401 (imported from here by older code)
+from .._memory.trimmer import trimmer
+from .._upstream.redis import disconnect_pool
+from ..exceptions import SocketIOExtError
+from .backends import channels_for
+from .options import ChannelRegistry
+from .settings import (  # noqa: F401 (imported from here by older code)
     DEFAULT_BACKEND,
     PREFIX,
     backend_settings,
     create_backend,
 )
-from .memory import trimmer
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.hub")
 
 #: the event every subscriber receives, spelled as in tgext.socketio 0.0.x
 PUBLICATION_EVENT = "pubblication"

@@ -12,7 +12,7 @@ written on the user's object.
 class ClientState:
     """The state of one client in one namespace.
 
-    :param engine: the :class:`~tgext.socketio.engine.SocketIOEngine` serving it.
+    :param engine: the :class:`~tgext.socketio._engine.engine.SocketIOEngine` serving it.
     :param sid: its Socket.IO session id in the namespace.
     :param eio_sid: its connection's Engine.IO session id.
     :param send_to: where what it is sent goes: ``eio_sid``, or what holds

@@ -18,10 +18,10 @@ the standard library.
 import ipaddress
 import logging
 
+from .._config.values import positive_int, seconds
 from .clientlog import BurstLog
-from .values import positive_int, seconds
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tgext.socketio.admission")
 
 
 def _networks(value):
@@ -105,7 +105,7 @@ def parse_server_options(settings, section="[server:main]"):
         try:
             options[name] = convert(raw)
         except (TypeError, ValueError):
-            from .exceptions import ConfigurationError  # imports tg: only when failing
+            from ..exceptions import ConfigurationError  # imports tg: only when failing
 
             raise ConfigurationError(
                 "%s = %r is not %s; set it to %s in %s of your .ini file."
