@@ -77,14 +77,10 @@ def emit(
 
 
 def _write_only_manager(url, channel):
-    import socketio
+    from ._engine.client_manager import write_only_manager
 
     key = (url, channel)
     manager = _write_only_managers.get(key)
     if manager is None:
-        if url.startswith(("redis://", "rediss://", "unix://")):
-            manager = socketio.RedisManager(url, channel=channel, write_only=True)
-        else:
-            manager = socketio.KombuManager(url, channel=channel, write_only=True)
-        _write_only_managers[key] = manager
+        manager = _write_only_managers[key] = write_only_manager(url, channel)
     return manager

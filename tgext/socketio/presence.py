@@ -16,6 +16,8 @@ import time
 import gevent
 from gevent.event import Event
 
+from ._engine.client_manager import is_redis_url
+from ._upstream import python_socketio
 from ._upstream.redis import disconnect_pool
 
 log = logging.getLogger(__name__)
@@ -56,14 +58,15 @@ class LocalPresence:
 class RedisPresence:
     """Presence over every process sharing a Redis message queue.
 
-    :param url: the ``redis://`` URL of ``socketio.message_queue``.
+    :param url: the Redis URL of ``socketio.message_queue`` (any that
+        python-socketio's ``RedisManager`` takes).
     :param channel: ``socketio.channel``, which prefixes every key.
     """
 
     def __init__(self, url, channel):
-        import redis
-
-        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5)
+        self._redis = python_socketio.redis_client(
+            url, channel, socket_connect_timeout=5
+        )
         self._prefix = "%s:presence:" % channel
         self._memberships = {}  # key -> set of sids of this process
         self._rooms_of = {}  # sid -> set of keys
@@ -193,7 +196,7 @@ class RedisPresence:
 def presence_for(manager, options):
     """Presence over the message queue when it is Redis, else this process's."""
     url = options["message_queue"]
-    if url is not None and url.startswith(("redis://", "rediss://", "unix://")):
+    if url is not None and is_redis_url(url):
         return RedisPresence(url, options["channel"])
     return LocalPresence(manager)
 

@@ -17,12 +17,12 @@ Example::
 import logging
 import time
 
-import engineio
 import gevent
 import gevent.queue
 import socketio
 
 from ._serving.admission import parse_server_options
+from ._upstream import python_engineio
 from .server import SocketIOServer, resource_path
 
 try:
@@ -41,9 +41,7 @@ log = logging.getLogger(__name__)
 # python-engineio's client aborts ("Unexpected packet from server") when one
 # long-polling response carries more than 16 packets, as the answer to a burst
 # of emits does. The limit is process-wide; test clients need a higher one.
-engineio.payload.Payload.max_decode_packets = max(
-    engineio.payload.Payload.max_decode_packets, 1000
-)
+python_engineio.raise_max_decode_packets(1000)
 
 #: the transports keyword for each way a client can connect
 TRANSPORTS = {

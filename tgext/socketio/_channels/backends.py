@@ -21,7 +21,7 @@ import gevent
 from gevent import GreenletExit
 
 from .._config.keys import PUBSUB_CHANNEL_PREFIX
-from .._memory.trimmer import trimmer
+from .._serving.session_events import session_events
 from .._upstream.redis import disconnect_pool
 
 log = logging.getLogger("tgext.socketio.hub_backends")
@@ -159,7 +159,7 @@ class RedisChannels:
         self._keeper = None
         # an entry per channel: rebuilt small after a wave of clients left
         for table in ("_wanted", "_sent", "_present"):
-            trimmer.watch_table(self, table)
+            session_events.table(self, table)
         #: whether the reader has a working connection (waking it makes sense)
         self.connected = False
         #: whether Redis has not failed the reader since it last worked (a

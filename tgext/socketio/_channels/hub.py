@@ -23,7 +23,7 @@ import logging
 import gevent
 import gevent.event
 
-from .._memory.trimmer import trimmer
+from .._serving.session_events import session_events
 from .._upstream.redis import disconnect_pool
 from ..exceptions import SocketIOExtError
 from .backends import channels_for
@@ -98,7 +98,7 @@ class PubSubHub:
         self._channels = {}  # channel name -> _Channel
         self._backend_channels = channels_for(self, backend)
         # an entry per channel: rebuilt small after a wave of clients left
-        trimmer.watch_table(self, "_channels")
+        session_events.table(self, "_channels")
 
     def channel_names(self):
         """The channels with at least one subscriber in this process."""

@@ -23,8 +23,8 @@ import gevent
 from gevent.queue import Empty, Queue
 from socketio import packet as sio_packet
 
-from .._memory.trimmer import trimmer
 from .._serving.clientlog import printable
+from .._serving.session_events import session_events
 from .._upstream.tg import pop_request_locals, push_request_locals
 from ..namespace import DENIED, is_refusal
 from . import client_errors
@@ -54,7 +54,7 @@ class EventDispatcher:
         self._idle_low = 0
         self._trim_at = time.monotonic() + IDLE_WORKER_SECONDS
         self._workers = set()
-        trimmer.watch_table(self, "_workers")
+        session_events.table(self, "_workers")
 
     def submit(self, instance, id, data):
         """Queue one event (``data`` is ``[name, *args]``) for ``instance``."""

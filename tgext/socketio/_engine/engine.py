@@ -10,40 +10,31 @@ it down, and events are handed to that instance (through
 
 import functools
 import logging
-import re
-import types
 
-import engineio
-import engineio.socket
 import gevent
-import socketio
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
-from .._config.keys import REQUEST_LOCALS_KEY, SESSION_TICKET_KEY
-from .._memory.trimmer import trimmer
+from .._config.keys import SESSION_TICKET_KEY
 from .._serving import clientlog
 from .._serving.clientlog import ConnectionLog, printable
 from .._serving.engineio_session import GuardedSocket
-from .._upstream.redis import disconnect_pool
-from ..exceptions import ConfigurationError
+from .._serving.session_events import session_events
+from .._upstream import python_engineio, python_socketio
 from ..namespace import DENIED, BaseNamespace, is_refusal
 from ..presence import presence_for
 from . import jsoncodec
 from .client_errors import INVALID_NAMESPACE_MESSAGE
+from .client_manager import client_manager, close_client_manager
 from .client_state import ClientState
+from .connection import Connection
 from .context import call_in_context
 from .dispatch import EventDispatcher
+from .engineio_server import EngineIOServer, HeldOutput
+from .packet_log import PacketTraceLogger
+from .packets import decode_json_event, encode_json_packet
 
 log = logging.getLogger("tgext.socketio.engine")
-
-#: the start of a Socket.IO EVENT packet without attachments, up to its
-#: data: namespace (no query string) and ack id; whatever else (an id of
-#: over 100 digits, say) is left to python-socketio's packet
-_JSON_EVENT = re.compile(r"2(?:(/[^,?]*),)?([0-9]{1,100})?\[")
-
-#: Socket.IO packet types as the wire writes them
-_PACKET_TYPES = {sio_packet.EVENT: "2", sio_packet.ACK: "3"}
 
 #: seconds between the CONNECT packet and what follows it (see _pause_after_connect)
 CONNECT_FLUSH_DELAY = 0.001
@@ -57,92 +48,15 @@ MAX_REFUSED_CONNECTS = 5
 SESSION_PREFIX = ""
 
 
-class _PacketTraceLogger(logging.LoggerAdapter):
-    """python-socketio and engineio log every packet at INFO; make it DEBUG.
-
-    A TurboGears development.ini sets the root logger to INFO, which would
-    otherwise print a line per packet. Warnings and errors pass unchanged.
-    """
-
-    def info(self, msg, *args, **kwargs):
-        # called for every packet: check the level before anything else
-        if self.logger.isEnabledFor(logging.DEBUG):
-            self.logger.debug(msg, *args, **kwargs)
-
-    def log(self, level, msg, *args, **kwargs):
-        # their warnings and errors may quote the wire (a session id from
-        # the query string): one line each, whatever it holds; and clients
-        # cause most of them: within the budget of client-caused lines
-        if level >= logging.WARNING and self.logger.isEnabledFor(level):
-            if not clientlog.client_lines.allow(printable(str(msg), 40)):
-                return
-            text = str(msg) % args if args else str(msg)
-            self.logger.log(level, "%s", printable(text, 500), **kwargs)
-        else:
-            super().log(level, msg, *args, **kwargs)
-
-
-#: environ keys whose values refer back to the environ (see Connection.release)
-_ENVIRON_CYCLES = (
-    REQUEST_LOCALS_KEY,
-    "tg.locals",
-    "paste.registry",
-    "webob._parsed_query_vars",
-)
-
-
-class Connection:
-    """One client connection (an Engine.IO session): gevent-socketio's socket.
-
-    ``id`` is the Engine.IO session id, ``environ`` the handshake's WSGI environ,
-    ``request`` its TG request, ``session`` a dict shared by the connection's
-    namespaces, ``active_ns`` the namespace instances by namespace name.
-    """
-
-    def __init__(self, eio_sid, environ):
-        self.id = eio_sid
-        self.environ = environ
-        self.request_locals = environ.get(REQUEST_LOCALS_KEY)
-        self.request = getattr(self.request_locals, "request", None)
-        self.session = {}
-        self.active_ns = {}
-        #: namespace connects refused so far (see MAX_REFUSED_CONNECTS)
-        self.refused_connects = 0
-        #: its budget of log lines, once it caused one (:mod:`.clientlog`)
-        self.log = None
-
-    def release(self):
-        """Break the reference cycles of the handshake's request (the
-        connection has ended), so that it is freed at once instead of waiting
-        for the cycle collector: with thousands of clients leaving, that
-        wait is memory the process keeps for minutes.
-        """
-        environ = self.environ
-        if environ.get("socketio") is self:
-            del environ["socketio"]
-        # each of these refers back to the environ: TG's request locals and
-        # registry (through the request), WebOb's parsed query string
-        for key in _ENVIRON_CYCLES:
-            environ.pop(key, None)
-        self.request_locals = self.request = None
-        if self.log is not None:
-            self.log.close(log, self.id)
-
-    @property
-    def sessid(self):
-        """The connection id, under gevent-socketio's name."""
-        return self.id
-
-    def __repr__(self):
-        return "<Connection %s %s>" % (self.id, sorted(self.active_ns))
-
-
-class SocketIOEngine(socketio.Server):
+class SocketIOEngine(python_socketio.Server):
     """A ``socketio.Server`` serving ``BaseNamespace`` classes.
 
     :param namespace_classes: ``{"/name": BaseNamespace subclass}``.
-    :param options: the parsed ``socketio.*`` options (:mod:`.config`).
+    :param options: the parsed ``socketio.*`` options
+        (:mod:`tgext.socketio._config.settings`).
     """
+
+    engineio_server_class = EngineIOServer
 
     def __init__(self, namespace_classes, options):
         self.namespace_classes = dict(namespace_classes)
@@ -153,21 +67,17 @@ class SocketIOEngine(socketio.Server):
         )
         # A client that batches more than 16 queued packets into one polling
         # POST (socket.io-client does, for any burst of emits) would have the
-        # whole POST dropped. The limit is a class attribute, so it is
-        # process-wide: only ever raise it.
-        payload_class = engineio.payload.Payload
-        payload_class.max_decode_packets = max(
-            payload_class.max_decode_packets, options["max_decode_packets"]
-        )
+        # whole POST dropped.
+        python_engineio.raise_max_decode_packets(options["max_decode_packets"])
         super().__init__(
             async_mode="gevent",
             always_connect=True,
             namespaces=list(self.namespace_classes),
-            client_manager=_client_manager(options),
-            logger=_PacketTraceLogger(
+            client_manager=client_manager(options),
+            logger=PacketTraceLogger(
                 logging.getLogger("tgext.socketio.engine.packets"), {}
             ),
-            engineio_logger=_PacketTraceLogger(
+            engineio_logger=PacketTraceLogger(
                 logging.getLogger("tgext.socketio.engine.packets.engineio"), {}
             ),
             cors_allowed_origins=options["cors_allowed_origins"],
@@ -189,7 +99,7 @@ class SocketIOEngine(socketio.Server):
         self.max_rooms = options["max_rooms"]
         self.eio.max_queued_packets = options["max_queued_packets"]
         self.eio.max_queued_bytes = options["max_queued_bytes"]
-        trimmer.malloc_above = options["malloc_above"]
+        session_events.malloc_above = options["malloc_above"]
         self._attachment_limits = (
             options["max_attachments"],
             options["max_attachment_bytes"] or options["max_http_buffer_size"],
@@ -198,11 +108,8 @@ class SocketIOEngine(socketio.Server):
         self.eio.session_prefix = SESSION_PREFIX or (node_id + "." if node_id else "")
         # an entry per connection: rebuilt small after a wave of clients left
         for name in ("_connections", "_instances", "environ"):
-            trimmer.watch_table(self, name)
-        trimmer.watch_table(self.eio, "sockets")
-
-    def _engineio_server_class(self):
-        return _TrackedEngineIOServer
+            session_events.table(self, name)
+        session_events.table(self.eio, "sockets")
 
     def close(self):
         """Close every client's connection, then end every greenlet the engine runs.
@@ -222,44 +129,46 @@ class SocketIOEngine(socketio.Server):
         self.presence.close()
         self._dispatcher.close()
         self.eio.end_background_tasks()
-        _close_client_manager(self.manager)
+        close_client_manager(self.manager)
 
     # -- connections ------------------------------------------------------------
 
-    def _handle_eio_connect(self, eio_sid, environ):
+    def handle_engineio_connect(self, eio_sid, environ):
         self.eio.guard(eio_sid, environ.pop(SESSION_TICKET_KEY, None))
-        super()._handle_eio_connect(eio_sid, environ)
+        super().handle_engineio_connect(eio_sid, environ)
         connection = Connection(eio_sid, environ)
         environ["socketio"] = connection  # where gevent-socketio kept it
         self._connections[eio_sid] = connection
 
-    def _handle_eio_disconnect(self, eio_sid, reason):
+    def handle_engineio_disconnect(self, eio_sid, reason):
         try:
-            super()._handle_eio_disconnect(eio_sid, reason)
+            super().handle_engineio_disconnect(eio_sid, reason)
         finally:
             connection = self._connections.pop(eio_sid, None)
             if connection is not None:
                 connection.release()
 
-    def _handle_eio_message(self, eio_sid, data):
-        pending = self._binary_packet.get(eio_sid)
+    def handle_engineio_message(self, eio_sid, data):
+        pending = self.binary_packet_of(eio_sid)
         try:
             event = decode_json_event(data) if pending is None else None
             if event is not None:
-                self._handle_event(eio_sid, *event)
+                self.handle_event(eio_sid, *event)
                 return
             if pending is not None:
                 self._check_attachment(pending, data)
-            super()._handle_eio_message(eio_sid, data)
-            if pending is None and eio_sid in self._binary_packet:
-                self._check_attachment(self._binary_packet[eio_sid], None)
+            super().handle_engineio_message(eio_sid, data)
+            if pending is None:
+                pending = self.binary_packet_of(eio_sid)
+                if pending is not None:
+                    self._check_attachment(pending, None)
         except (ValueError, TypeError, LookupError, RecursionError) as error:
             # Undecodable JSON (or nested too deep to decode), an unknown
             # packet type, a stray or excess attachment: python-engineio
             # would log a traceback per packet. One line, and the connection
             # that sent it ends; user code never runs here (events run in
             # their own greenlet, callbacks are wrapped).
-            self._binary_packet.pop(eio_sid, None)
+            self.drop_binary_packet(eio_sid)
             reason = "a malformed Socket.IO packet (%s: %s)" % (
                 type(error).__name__,
                 printable(str(error)),
@@ -289,7 +198,7 @@ class SocketIOEngine(socketio.Server):
             )
         pending._tgsio_attachment_bytes = size
 
-    def _handle_connect(self, eio_sid, namespace, data):
+    def handle_namespace_connect(self, eio_sid, namespace, data):
         """A client asks to join ``namespace``: decide, then answer.
 
         python-socketio sends CONNECT before the connect handler runs (with
@@ -334,16 +243,16 @@ class SocketIOEngine(socketio.Server):
             connecting.pop(sid, None)
 
     def _refuse_connect(self, eio_sid, namespace, message):
-        self._send_packet(
+        self.send_packet(
             eio_sid,
             self.packet_class(
                 sio_packet.CONNECT_ERROR, data={"message": message}, namespace=namespace
             ),
         )
 
-    def _trigger_event(self, event, namespace, *args):
+    def trigger_handler(self, event, namespace, *args):
         # python-socketio calls this for disconnects only: connects are
-        # handled above, ordinary events arrive through _handle_event below.
+        # handled above, ordinary events arrive through handle_event below.
         if event == "disconnect":
             return self._disconnect_instance(*args)
         return self.not_handled
@@ -373,7 +282,7 @@ class SocketIOEngine(socketio.Server):
             result = DENIED
         accepted = result is not False and not is_refusal(result)
         if self.manager.is_connected(sid, namespace):
-            self._send_packet(
+            self.send_packet(
                 eio_sid,
                 self.packet_class(
                     sio_packet.CONNECT, {"sid": sid}, namespace=namespace
@@ -553,7 +462,7 @@ class SocketIOEngine(socketio.Server):
 
     # -- events -------------------------------------------------------------------
 
-    def _handle_event(self, eio_sid, namespace, id, data):
+    def handle_event(self, eio_sid, namespace, id, data):
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace or "/")
         instance = self._instances.get(sid)
         if type(data) is not list or not data:
@@ -596,7 +505,7 @@ class SocketIOEngine(socketio.Server):
         ack_id = None
         if callback is not None:
             callback = functools.partial(self._run_callback, instance, callback)
-            ack_id = self.manager._generate_ack_id(sid, callback)
+            ack_id = python_socketio.new_ack_id(self.manager, sid, callback)
         self.send_socketio_packet(
             instance._tgsio.send_to,
             sio_packet.EVENT,
@@ -619,7 +528,7 @@ class SocketIOEngine(socketio.Server):
         encoded = encode_json_packet(packet_type, namespace, data, id)
         session = self.eio.sockets.get(eio_sid)
         if encoded is None or not isinstance(session, GuardedSocket) or session.closed:
-            self._send_packet(
+            self.send_packet(
                 eio_sid,
                 self.packet_class(packet_type, namespace=namespace, data=data, id=id),
             )
@@ -638,7 +547,7 @@ class SocketIOEngine(socketio.Server):
             if instance._tgsio.closed:
                 continue
             for part in eio_packets:
-                self._send_eio_packet(instance._tgsio.eio_sid, part)
+                self.send_engineio_packet(instance._tgsio.eio_sid, part)
 
     @staticmethod
     def _run_callback(instance, callback, *args):
@@ -654,239 +563,3 @@ class SocketIOEngine(socketio.Server):
                 instance.ns_name,
                 exc_info=True,
             )
-
-
-def decode_json_event(text):
-    """``(namespace, id, data)`` of a Socket.IO EVENT packet without
-    attachments, as python-socketio's packet decodes them, or ``None`` for
-    any other packet (python-socketio's packet decodes those)."""
-    event = _JSON_EVENT.match(text) if type(text) is str else None
-    if event is None:
-        return None
-    namespace, id = event.groups()
-    data = jsoncodec.loads(text[event.end() - 1 :])
-    return namespace, None if id is None else int(id), data
-
-
-def encode_json_packet(packet_type, namespace, data, id=None):
-    """The Socket.IO EVENT or ACK packet of ``data`` (a list) as python-socketio
-    encodes it, or ``None`` if it is no JSON packet (bytes in ``data``, or
-    what JSON cannot encode: python-socketio's packet deals with those)."""
-    try:
-        text = jsoncodec.dumps_compact(data)
-    except TypeError:
-        return None
-    head = _PACKET_TYPES[packet_type]
-    if namespace is not None and namespace != "/":
-        head += namespace + ","
-    if id is not None:
-        head += str(id)
-    return head + text
-
-
-class _TrackedEngineIOServer(engineio.Server):
-    """python-engineio's server, keeping its background greenlets to end them.
-
-    The ping-timeout sweep and the message queue's listener would otherwise
-    run on after the engine closed (pings come from each session's timer,
-    writes from their senders: neither is a task here).
-    """
-
-    def __init__(self, *args, **kwargs):
-        self._background = set()
-        super().__init__(*args, **kwargs)
-
-    #: what starts every session id (``socketio.node_id`` and the worker's
-    #: tag), for sticky routing by a balancer or the workers' router
-    session_prefix = ""
-    #: packets waiting to be sent to one client before it is disconnected
-    max_queued_packets = None
-    #: bytes waiting to be sent to one client before it is disconnected
-    max_queued_bytes = None
-
-    def guard(self, sid, ticket=None):
-        """Make session ``sid`` a :class:`GuardedSocket` (called at its connect).
-
-        python-engineio builds its sessions from the ``Socket`` class of its
-        own module; the guarded one only adds behaviour, so the session
-        changes class in place.
-
-        :param ticket: what counts the session against its client's address
-            until it closes (:class:`~tgext.socketio._serving.admission.SessionTicket`).
-        """
-        socket = self.sockets.get(sid)
-        if socket is None:
-            return
-        if type(socket) is engineio.socket.Socket:
-            socket.__class__ = GuardedSocket
-        if ticket is not None and isinstance(socket, GuardedSocket):
-            ticket.open()
-            socket.ticket = ticket
-        trimmer.session_opened(socket)
-
-    def generate_id(self):
-        return self.session_prefix + super().generate_id()
-
-    def send_packet(self, sid, pkt):
-        if type(sid) is _HeldFrom:  # a client whose connect is being decided
-            sid.hold(pkt)
-            return
-        super().send_packet(sid, pkt)
-
-    def disconnect(self, sid=None):
-        """Close sessions without waiting for a long-poll to take the CLOSE.
-
-        python-engineio closes with ``wait=True``, which blocks in
-        ``queue.join()`` until a GET drains the queue: a long-polling POST it
-        rejects (a bad packet, an oversized body) would never be answered,
-        and its socket and greenlet would stay for good.
-        """
-        sids = list(self.sockets) if sid is None else [sid]
-        for session_id in sids:
-            socket = self.sockets.pop(session_id, None)
-            if socket is not None:
-                socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
-
-    def _service_task(self):
-        """python-engineio's ping-timeout sweep, holding session ids only.
-
-        python-engineio's own walks a copy of the sessions table, waiting
-        ``ping_timeout / len(sockets)`` between two sessions: that copy kept
-        every session that closed meanwhile (its socket, handler, buffers)
-        alive for up to ``ping_timeout``.
-        """
-        self.service_task_event = self.create_event()
-        while not self.service_task_event.is_set():
-            if not self.sockets:
-                if self.service_task_event.wait(timeout=self.ping_timeout):
-                    break
-                continue
-            sleep_interval = float(self.ping_timeout) / len(self.sockets)
-            try:
-                for sid in list(self.sockets):
-                    socket = self.sockets.get(sid)
-                    if socket is None:
-                        pass
-                    elif socket.closed:
-                        self.sockets.pop(sid, None)
-                    elif not socket.closing:
-                        socket.check_ping_timeout()
-                    socket = None  # not kept through the wait
-                    if self.service_task_event.wait(timeout=sleep_interval):
-                        return
-            except Exception:  # never let the sweep die with one bad session
-                log.exception("service task exception")
-
-    def start_background_task(self, target, *args, **kwargs):
-        if getattr(target, "__func__", None) is engineio.socket.Socket._send_ping:
-            # python-engineio 4.11 schedules a new session's first ping
-            # before its connect event makes it a GuardedSocket: the ping
-            # comes from the guarded session's timer instead of a greenlet
-            session = target.__self__
-            if type(session) is engineio.socket.Socket:
-                session.__class__ = GuardedSocket
-            session.schedule_ping()
-            return None
-        task = super().start_background_task(target, *args, **kwargs)
-        background = self._background
-        background.add(task)
-        task.rawlink(background.discard)
-        return task
-
-    def end_background_tasks(self):
-        """Let writers flush what was queued (a CLOSE), then kill every task."""
-        gevent.sleep(0)
-        gevent.killall(list(self._background), timeout=1)
-
-
-class HeldOutput:
-    """What is sent to a client while its namespace connect is decided.
-
-    It stands for the client's Engine.IO session id: the engine's Engine.IO
-    server keeps what is sent to ``for_namespace`` (the namespace
-    instance's own sends) or to ``for_rooms`` (what the client manager
-    sends to the namespace and its rooms), in order, in ``packets``.
-    """
-
-    __slots__ = ("packets", "for_namespace", "for_rooms")
-
-    def __init__(self):
-        self.packets = []  # (Engine.IO packet, whether sent to a room)
-        self.for_namespace = _HeldFrom(self.packets, False)
-        self.for_rooms = _HeldFrom(self.packets, True)
-
-
-class _HeldFrom:
-    __slots__ = ("packets", "rooms")
-
-    def __init__(self, packets, rooms):
-        self.packets, self.rooms = packets, rooms
-
-    def hold(self, packet):
-        self.packets.append((packet, self.rooms))
-
-
-class _HoldingConnects:
-    """A client manager that names, as the Engine.IO session of a client whose
-    connect is being decided, what holds its output (see
-    ``SocketIOEngine._handle_connect``).
-
-    ``connecting`` maps those clients' sids to it.
-    """
-
-    connecting = types.MappingProxyType({})
-
-    def get_participants(self, namespace, room):
-        connecting = self.connecting
-        participants = super().get_participants(namespace, room)
-        if not connecting:
-            return participants
-        return ((sid, connecting.get(sid, eio_sid)) for sid, eio_sid in participants)
-
-
-class _Manager(_HoldingConnects, socketio.Manager):
-    pass
-
-
-class _RedisManager(_HoldingConnects, socketio.RedisManager):
-    pass
-
-
-class _KombuManager(_HoldingConnects, socketio.KombuManager):
-    pass
-
-
-def _client_manager(options):
-    url = options["message_queue"]
-    if url is None:
-        return _Manager()
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        try:
-            import redis  # noqa: F401
-        except ImportError:
-            raise ConfigurationError(
-                "socketio.message_queue = %s needs redis-py; run "
-                "'pip install tgext.socketio[redis]'." % url
-            ) from None
-        return _RedisManager(url, channel=options["channel"])
-    try:
-        return _KombuManager(url, channel=options["channel"])
-    except RuntimeError as error:  # kombu is not installed
-        raise ConfigurationError(
-            "socketio.message_queue = %s needs kombu (%s); install it, or use a "
-            "redis:// URL." % (url, error)
-        ) from None
-
-
-def _close_client_manager(manager):
-    """Close the Redis connections of a message queue manager: the one it
-    listens on, and those it publishes on (redis-py's pool)."""
-    pubsub = getattr(manager, "pubsub", None)  # RedisManager's redis-py PubSub
-    if pubsub is not None:
-        try:
-            pubsub.close()
-        except Exception as error:  # a connection already lost
-            log.debug("closing the message queue connection failed: %s", error)
-    pool = getattr(getattr(manager, "redis", None), "connection_pool", None)
-    if pool is not None:
-        disconnect_pool(pool, "the message queue's connections")

@@ -51,6 +51,7 @@ import weakref
 
 import gevent
 
+from .._serving.session_events import session_events
 from .allocator import AllocatorSwitch
 
 log = logging.getLogger("tgext.socketio.memory")
@@ -119,9 +120,16 @@ class MemoryTrimmer:
         self._open = weakref.WeakSet()  # the sessions of every engine
         self.watch_table(self._open, "data")
         self.allocator = AllocatorSwitch()
-        #: ``socketio.malloc_above``: open sessions past which new objects
-        #: come from malloc (None: never); the last engine made sets it
-        self.malloc_above = None
+
+    @property
+    def malloc_above(self):
+        """``socketio.malloc_above``: open sessions past which new objects
+        come from malloc (``None``: never), as the last engine made announced it."""
+        return session_events.malloc_above
+
+    @malloc_above.setter
+    def malloc_above(self, sessions):
+        session_events.malloc_above = sessions
 
     def watch_table(self, owner, name):
         """Shrink ``owner.<name>`` (a dict or set that holds an entry per

@@ -25,7 +25,10 @@ from webob import Response
 log = logging.getLogger("tgext.socketio.client_bundle")
 
 #: where the build puts the bundle (tests point it elsewhere)
-STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+#: the package's ``static/``, beside its ``__init__``
+STATIC_DIR = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "static"
+)
 #: served file name -> Content-Type
 FILES = {
     "socket.io.js": "application/javascript; charset=utf-8",

@@ -27,11 +27,10 @@ import gevent
 import gevent.queue
 from engineio import exceptions as eio_exceptions
 from engineio import packet as eio_packet
-from engineio import socket as eio_socket
-from engineio.async_drivers.gevent import WebSocketWSGI
 
-from .._memory.trimmer import trimmer
+from .._upstream import python_engineio
 from .clientlog import BurstLog, printable
+from .session_events import session_events
 from .websocket import (
     MESSAGE_TOO_BIG,
     FrameWriter,
@@ -88,7 +87,7 @@ class RejectionLog:
 rejections = RejectionLog(log)
 
 
-class GuardedSocket(eio_socket.Socket):
+class GuardedSocket(python_engineio.Session):
     """python-engineio's session, refusing bad input and bounding its queue.
 
     The engine's server sets ``max_queued_packets`` and ``max_queued_bytes``
@@ -96,7 +95,7 @@ class GuardedSocket(eio_socket.Socket):
     disconnected. On WebSocket, what the session
     sends is written by the sender (:class:`~.websocket.FrameWriter`), not by
     a greenlet per session. Closed, the session lets go of its memory at once
-    and asks for the freed heap to be handed back (:mod:`tgext.socketio._memory.trimmer`).
+    and says so (:mod:`tgext.socketio._serving.session_events`).
     """
 
     #: why this session's input was refused (``None`` while it was not)
@@ -159,7 +158,7 @@ class GuardedSocket(eio_socket.Socket):
             ticket, self.ticket = self.ticket, None
             if ticket is not None:
                 ticket.close()
-            trimmer.session_closed(self)
+            session_events.closed(self)
 
     def reject(self, reason, code=1008):
         """Refuse this session's input: log ``reason``, end the session.
@@ -272,98 +271,22 @@ class GuardedSocket(eio_socket.Socket):
         if self.rejected is not None:
             raise RejectedInput()  # a packet in it was refused: 400, not 200
 
-    def _upgrade_websocket(self, environ, start_response):
+    def upgrade_websocket(self, environ, start_response):
         if self.upgraded:
             raise OSError("Socket has been upgraded already")
         return _GuardedWebSocketWSGI(self)(environ, start_response)
 
-    def _websocket_handler(self, ws):
-        """The session on WebSocket: the upgrade handshake, then its reader.
-
-        python-engineio's (4.11 to 4.15) does the same, and starts a writer
-        greenlet per session that waits on the queue; here, once the upgrade
-        ends, the queue's packets are written and every later one is written
-        by its sender.
-        """
-        server = self.server
-        if self.connected:  # on long-polling until now: an upgrade
-            self.upgrading = True  # packets sent meanwhile wait in the queue
-            try:
-                upgraded = self._upgrade_handshake(ws)
-            finally:
-                self.upgrading = False
-            if not upgraded:
-                return []
-        else:
-            self.connected = True
-        self.upgraded = True
-        self._write_queued_packets()
-        server.logger.info("%s: Upgrade to websocket successful", self.sid)
-        while True:
-            try:
-                message = ws.wait()
-            except Exception as error:  # the connection failed under the reader
-                if not self.closed:
-                    server.logger.info(
-                        '%s: Unexpected error "%s", closing connection', self.sid, error
-                    )
-                break
-            if message is None:  # closed by the client, or refused
-                break
-            try:
-                if type(message) is str and message[:1] == "4":
-                    self._receive_message(message[1:])
-                else:
-                    self.receive(eio_packet.Packet(encoded_packet=message))
-            except eio_exceptions.UnknownPacketError:
-                pass
-            except eio_exceptions.SocketIsClosedError:
-                server.logger.info("Receive error -- socket is closed")
-                break
-            except Exception:  # the boundary of the session's reader
-                server.logger.exception("Unknown receive error")
-                break
-        self.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
-        return []
-
-    def _receive_message(self, data):
+    def receive_socketio_text(self, data):
         """What ``receive`` does with a text MESSAGE (``wait`` let through only
         those holding a Socket.IO packet), without decoding a packet first."""
         server = self.server
         server.logger.info("%s: Received packet MESSAGE data %s", self.sid, data)
         try:
             server.handlers["message"](self.sid, data)
-        except Exception:  # the boundary python-engineio's _trigger_event keeps
+        except Exception:  # the boundary python-engineio keeps around handlers
             server.logger.exception("message handler error")
 
-    def _upgrade_handshake(self, ws):
-        """``2probe``, ``3probe``, ``5``: whether the client completed it."""
-        message = ws.wait()
-        probe = eio_packet.Packet(encoded_packet=message) if message else None
-        if (
-            probe is None
-            or probe.packet_type != eio_packet.PING
-            or (probe.data != "probe")
-        ):
-            self.server.logger.info(
-                "%s: Failed websocket upgrade, no PING packet", self.sid
-            )
-            return False
-        ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
-        self.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends the pending poll
-        message = ws.wait()
-        upgrade = eio_packet.Packet(encoded_packet=message) if message else None
-        if upgrade is None or upgrade.packet_type != eio_packet.UPGRADE:
-            self.server.logger.info(
-                "%s: Failed websocket upgrade, expected UPGRADE packet, "
-                "received %s instead.",
-                self.sid,
-                message,
-            )
-            return False
-        return True
-
-    def _write_queued_packets(self):
+    def websocket_upgraded(self):
         """Write what waits in the queue; later packets are written as sent."""
         queue, frames = self.queue, self._frames
         while queue.qsize():
@@ -411,7 +334,7 @@ class _NoQueue:
 _NO_QUEUE = _NoQueue()
 
 
-class _GuardedWebSocketWSGI(WebSocketWSGI):
+class _GuardedWebSocketWSGI(python_engineio.WebSocketApp):
     """python-engineio's gevent-websocket adapter, checking what it reads.
 
     Engine.IO text packets that python-engineio could not decode end the
@@ -425,10 +348,10 @@ class _GuardedWebSocketWSGI(WebSocketWSGI):
     #: refuses them on their header)
     _read_limit = None
 
-    def __init__(self, session):
-        super().__init__(session._websocket_handler, session.server)
-        self.session = session
-        self._turn = 0
+    #: messages read since the reader last yielded
+    _turn = 0
+    #: the gevent-websocket connection
+    websocket = None
 
     def __call__(self, environ, start_response):
         websocket = environ.get("wsgi.websocket")
@@ -441,7 +364,7 @@ class _GuardedWebSocketWSGI(WebSocketWSGI):
                 websocket.stream.max_message_size = limit
             else:
                 self._read_limit = limit
-            session._websocket = websocket
+            session._websocket = self.websocket = websocket
             # gevent-websocket's own frames (a pong, a close) come in line
             session._frames = FrameWriter(websocket.handler.socket)
             websocket.raw_write = session._frames.write
@@ -452,7 +375,7 @@ class _GuardedWebSocketWSGI(WebSocketWSGI):
         if session.rejected is not None:
             return None  # refused meanwhile (a bad Socket.IO packet): stop reading
         try:
-            message = self._sock.receive()
+            message = self.websocket.receive()
         except InvalidMessage as error:
             session.reject(str(error), error.code)
             return None

@@ -13,14 +13,14 @@ import socket
 import time
 
 import gevent
-from gevent.pywsgi import WSGIHandler, WSGIServer
-from geventwebsocket.handler import WebSocketHandler
-from geventwebsocket.websocket import WebSocket
+from gevent.pywsgi import WSGIServer
 
 from .._config.keys import SERVER_KEY, SESSION_TICKET_KEY
 from .._memory.trimmer import trimmer
+from .._upstream import gevent_websocket
 from .admission import Admission, parse_server_options
 from .clientlog import BurstLog, printable
+from .session_events import session_events
 from .websocket import BoundedWebSocket
 
 log = logging.getLogger("tgext.socketio.serving")
@@ -71,7 +71,7 @@ class _HeaderLines:
         return line
 
 
-class SocketIOHandler(WebSocketHandler):
+class SocketIOHandler(gevent_websocket.Handler):
     """Upgrade to WebSocket only under the Socket.IO resource path.
 
     gevent-websocket would upgrade any path; pages of the app stay plain HTTP.
@@ -79,7 +79,7 @@ class SocketIOHandler(WebSocketHandler):
 
     def run_application(self):
         if not self.path.startswith(self.server.resource_prefix):
-            return WSGIHandler.run_application(self)
+            return self.run_plain_application()
         # what the app starts for Socket.IO (its pub/sub hub) ends with the server
         self.environ[SERVER_KEY] = self.server
         if not self._admit_session():
@@ -116,10 +116,10 @@ class SocketIOHandler(WebSocketHandler):
         websocket = getattr(self, "websocket", None)
         if websocket is not None:
             self.socket.settimeout(None)  # a WebSocket may be quiet for long
-        if websocket is not None and type(websocket) is WebSocket:
-            # same slots: the connection changes class in place
-            websocket.__class__ = BoundedWebSocket
-            websocket.read_from_socket()
+        if websocket is not None:
+            gevent_websocket.adopt_websocket(websocket, BoundedWebSocket)
+            if type(websocket) is BoundedWebSocket:
+                websocket.read_from_socket()
         return result
 
     def _run_engine(self, engine):
@@ -204,7 +204,7 @@ class SocketIOHandler(WebSocketHandler):
             raise _HeaderCutShort()
         return headers
 
-    def _handle_client_error(self, error):
+    def handle_client_error(self, error):
         """An invalid request: one line (or a summary), an answer, the end of
         the connection; never a traceback (gevent prints one for errors
         that are no ``ValueError``)."""
@@ -241,7 +241,7 @@ class SocketIOHandler(WebSocketHandler):
         # gevent-websocket's own version logs through a logger it rewires:
         # skip it (the gunicorn worker's handler logs through gunicorn's).
         if "101" not in str(self.status):
-            super(WebSocketHandler, self).log_request()
+            self.log_plain_request()
 
 
 class _AccessLog:
@@ -302,10 +302,12 @@ class SocketIOServer(WSGIServer):
         self.admission = Admission(limits or parse_server_options({}))
         self._accept_delay = 0.0
         self._handlers = set()
+        # the process's owner decides its memory policy: trims after waves
+        session_events.attach(trimmer)
         # an entry per connection (gevent-websocket's ``clients`` too):
         # rebuilt small after a wave of clients left
-        trimmer.watch_table(self, "_handlers")
-        trimmer.watch_table(self, "clients")
+        session_events.table(self, "_handlers")
+        session_events.table(self, "clients")
         if runtime is not None:
             self.own(runtime)
 

@@ -7,6 +7,18 @@ changes them fails the tests rather than an application.
 
 from tg import request_local
 from tg.predicates import NotAuthorizedError
+from tg.support.registry import StackedObjectProxy
+from tg.wsgiapp import TGApp
+
+from . import relies_on
+
+LIBRARY = "TurboGears2"
+CHECKED = "2.5.0-2.5.1"
+
+relies_on(LIBRARY, CHECKED, StackedObjectProxy, "_current_obj", ["self"])
+relies_on(LIBRARY, CHECKED, StackedObjectProxy, "_push_object", ["self", "obj"])
+relies_on(LIBRARY, CHECKED, StackedObjectProxy, "_pop_object", ["self", "obj"])
+relies_on(LIBRARY, CHECKED, TGApp, "_get_controller_instance", ["self", "controller"])
 
 
 def current_request_locals():

@@ -1,0 +1,114 @@
+"""The client manager of an engine: in memory, or a message queue shared by
+processes (Redis, Valkey, Sentinel, or any Kombu URL), holding what is sent
+to a client whose namespace connect is being decided."""
+
+import importlib
+import logging
+import types
+from urllib.parse import urlparse
+
+import socketio
+
+from .._upstream import python_socketio
+from .._upstream.redis import disconnect_pool
+from ..exceptions import ConfigurationError
+
+log = logging.getLogger("tgext.socketio.engine")
+
+
+class _HoldingConnects:
+    """A client manager that names, as the Engine.IO session of a client whose
+    connect is being decided, what holds its output (see
+    ``SocketIOEngine.handle_namespace_connect``).
+
+    ``connecting`` maps those clients' sids to it.
+    """
+
+    connecting = types.MappingProxyType({})
+
+    def get_participants(self, namespace, room):
+        connecting = self.connecting
+        participants = super().get_participants(namespace, room)
+        if not connecting:
+            return participants
+        return ((sid, connecting.get(sid, eio_sid)) for sid, eio_sid in participants)
+
+
+class _Manager(_HoldingConnects, socketio.Manager):
+    pass
+
+
+class _RedisManager(_HoldingConnects, socketio.RedisManager):
+    pass
+
+
+class _KombuManager(_HoldingConnects, socketio.KombuManager):
+    pass
+
+
+def is_redis_url(url):
+    """Whether message-queue ``url`` goes to python-socketio's ``RedisManager``
+    (the schemes the installed version takes: ``redis://``, ``rediss://``,
+    ``unix://``; on newer ones ``valkey://``, ``valkeys://`` and Sentinel's
+    ``redis+sentinel://``, ``valkey+sentinel://``), rather than to Kombu's."""
+    return urlparse(url).scheme.lower() in python_socketio.redis_url_schemes()
+
+
+def redis_module_for(url):
+    """The client library a Redis ``url`` needs (``redis`` or ``valkey``).
+
+    :raises ConfigurationError: it is not installed.
+    """
+    scheme = urlparse(url).scheme.lower()
+    name, extra = (
+        ("valkey", "valkey")
+        if scheme.startswith("valkey")
+        else ("redis", "tgext.socketio[redis]")
+    )
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ConfigurationError(
+            "socketio.message_queue = %s needs %s; run 'pip install %s'."
+            % (url, "redis-py" if name == "redis" else name, extra)
+        ) from None
+
+
+def client_manager(options):
+    """The client manager of an engine with the parsed ``options``."""
+    url = options["message_queue"]
+    if url is None:
+        return _Manager()
+    if is_redis_url(url):
+        redis_module_for(url)
+        return _RedisManager(url, channel=options["channel"])
+    try:
+        return _KombuManager(url, channel=options["channel"])
+    except RuntimeError as error:  # kombu is not installed
+        raise ConfigurationError(
+            "socketio.message_queue = %s needs kombu (%s); install it, or use a "
+            "redis:// URL." % (url, error)
+        ) from None
+
+
+def write_only_manager(url, channel):
+    """A manager that only publishes to the processes sharing ``url`` and
+    ``channel`` (see :func:`tgext.socketio.emit`)."""
+    if is_redis_url(url):
+        redis_module_for(url)
+        return socketio.RedisManager(url, channel=channel, write_only=True)
+    return socketio.KombuManager(url, channel=channel, write_only=True)
+
+
+def close_client_manager(manager):
+    """Close the Redis connections of a message queue manager: the one it
+    listens on, and those it publishes on (redis-py's pool)."""
+    pubsub = getattr(manager, "pubsub", None)  # RedisManager's redis-py PubSub
+    if pubsub is not None:
+        try:
+            pubsub.close()
+        except Exception as error:  # a connection already lost
+            log.debug("closing the message queue connection failed: %s", error)
+    pool = getattr(getattr(manager, "redis", None), "connection_pool", None)
+    if pool is not None:
+        disconnect_pool(pool, "the message queue's connections")
