@@ -117,7 +117,7 @@ def loopback_limits():
 
     if "limits" not in inspect.signature(SocketIOServer).parameters:
         return {}
-    from tgext.socketio._serving.admission import parse_server_options
+    from tgext.socketio.server import parse_server_options  # (any revision)
 
     lifted = str(10**6)
     return {

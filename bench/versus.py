@@ -8,13 +8,15 @@ and the ping-pong example are this checkout's):
 
 * WebSocket round trips per second of the ping-pong example with 50 and
   500 clients (``bench/run.py``'s closed loop, ``--seconds`` each);
+* the server's memory per idle WebSocket client in ``/pingpong`` (1,000
+  clients, ``bench/run.py``'s measurement, a fresh server each round);
 * the time for one message to reach 500 WebSocket clients of one server,
   by ``broadcast_event`` and by ``publish`` on the memory backend
   (``bench/fanout.py``'s servers and load generator, both servers'
   clients connected at once, fan-outs alternated).
 
 It prints each figure for both and their ratio (this / REV): above 1 is
-faster for round trips, slower for fan-out times.
+faster for round trips, slower for fan-out times and memory.
 """
 
 import argparse
@@ -28,7 +30,7 @@ import time
 
 from fanout import FanoutServer, LoadGenerator
 from fanout import prepare as prepare_fanout
-from run import BENCH_DIR, Server, log, round_trips, wait_for_quiet_core
+from run import BENCH_DIR, Server, idle_memory, log, round_trips, wait_for_quiet_core
 
 REPOSITORY = os.path.dirname(BENCH_DIR)
 WARMUP_FANOUTS = 5
@@ -113,6 +115,25 @@ def compare_round_trips(options, base_env):
     return rates
 
 
+def compare_idle_memory(options, base_env):
+    """``{name: [KiB per idle connection, ...]}`` for ``this`` and ``base``."""
+    kib = {}
+    measure = argparse.Namespace(
+        idle_clients=options.idle_clients, settle=2.0, load_cpu=options.load_cpu
+    )
+    for number in range(options.rounds):
+        order = (("this", None), ("base", base_env))
+        for name, env in order if number % 2 == 0 else order[::-1]:
+            server = Server("tgext", options.server_cpu, env=env)
+            try:
+                result = idle_memory(server, measure)
+            finally:
+                server.stop()
+            kib.setdefault(name, []).append(result["kib_per_connection"])
+            log("idle memory, %s: %.1f KiB a connection" % (name, kib[name][-1]))
+    return kib
+
+
 def compare_fanouts(options, base_env):
     """``{(name, mode): [ms to the last client, ...]}``."""
     servers = {
@@ -142,7 +163,7 @@ def compare_fanouts(options, base_env):
     return times
 
 
-def report(rev, rates, times, options):
+def report(rev, rates, kib, times, options):
     lines = [
         "this checkout against %s (medians; ratio this/%s)" % (rev, rev),
         "%-36s %10s %10s %7s" % ("", "this", rev, "ratio"),
@@ -152,6 +173,12 @@ def report(rev, rates, times, options):
         lines.append(
             "%-36s %10.0f %10.0f %7.3f"
             % ("WS round trips/s, %d clients" % clients, this, base, this / base)
+        )
+    if kib:
+        this, base = (statistics.median(kib[name]) for name in ("this", "base"))
+        lines.append(
+            "%-36s %10.1f %10.1f %7.3f"
+            % ("KiB per idle WS client (%d)" % options.idle_clients, this, base, this / base)
         )
     for mode in ("broadcast", "publish"):
         this, base = (statistics.median(times[name, mode]) for name in ("this", "base"))
@@ -173,6 +200,7 @@ def parse_args(argv):
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 500])
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--idle-clients", type=int, default=1000, help="0: no memory")
     parser.add_argument("--fanout-clients", type=int, default=500)
     parser.add_argument("--fanouts", type=int, default=80)
     parser.add_argument("--patience", type=float, default=5.0)
@@ -192,10 +220,11 @@ def main(argv=None):
     worktree = Worktree(options.rev)
     try:
         rates = compare_round_trips(options, worktree.env)
+        kib = compare_idle_memory(options, worktree.env) if options.idle_clients else {}
         times = compare_fanouts(options, worktree.env)
     finally:
         worktree.remove()
-    print(report(worktree.commit, rates, times, options))
+    print(report(worktree.commit, rates, kib, times, options))
 
 
 if __name__ == "__main__":

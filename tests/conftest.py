@@ -201,7 +201,7 @@ class RedisProcess:
                     except redis.ConnectionError:
                         gevent.sleep(0.05)
         finally:
-            client.close()
+            client.connection_pool.disconnect()  # redis-py 5.0: close() keeps it
 
     def stop(self):
         if self.process is not None:

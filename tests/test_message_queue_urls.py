@@ -9,6 +9,7 @@ import sys
 
 import gevent
 import pytest
+import socketio
 from gevent.queue import Queue
 
 from tgext.socketio import BaseNamespace, BroadcastMixin
@@ -62,7 +63,7 @@ def sentinel(own_redis, tmp_path):
                 gevent.sleep(0.05)
         yield "redis+sentinel://127.0.0.1:%d/0/mymaster" % port
     finally:
-        client.close()
+        client.connection_pool.disconnect()  # redis-py 5.0: close() keeps it
         process.terminate()
         process.wait(timeout=10)
 
@@ -80,16 +81,21 @@ def test_the_rule_follows_the_installed_python_socketio():
     assert is_redis_url("VALKEYS://localhost/0") == ("valkeys" in SCHEMES)
 
 
-@pytest.mark.skipif("valkey" not in SCHEMES, reason="python-socketio < 5.14 has no Valkey")
-def test_a_valkey_url_without_the_valkey_package_names_it():
+def test_a_valkey_url_is_refused_naming_what_it_needs():
+    if "valkey" not in SCHEMES:
+        # python-socketio 5.12-5.13: Kombu's, which is not installed
+        with pytest.raises(ConfigurationError, match="needs kombu"):
+            client_manager(_options("valkey://127.0.0.1:1/0"))
+        return
     try:
         import valkey  # noqa: F401
     except ImportError:
-        pass
-    else:
-        pytest.skip("valkey is installed here")
-    with pytest.raises(ConfigurationError, match="needs valkey; run 'pip install valkey'"):
-        client_manager(_options("valkey://127.0.0.1:1/0"))
+        with pytest.raises(
+            ConfigurationError, match="needs valkey; run 'pip install valkey'"
+        ):
+            client_manager(_options("valkey://127.0.0.1:1/0"))
+    else:  # installed: a manager of python-socketio's RedisManager
+        assert isinstance(client_manager(_options("valkey://127.0.0.1:1/0")), socketio.RedisManager)
 
 
 def test_a_sentinel_url_shares_the_queue_between_processes(serve, sentinel):

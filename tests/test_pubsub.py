@@ -301,7 +301,7 @@ def numsub(redis_url, channel):
         name = PUBSUB_CHANNEL_PREFIX + channel
         return dict(client.pubsub_numsub(name))[name.encode()]
     finally:
-        client.close()
+        client.connection_pool.disconnect()  # redis-py 5.0's close() leaves it open
 
 
 class RawClient:
