@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import shutil
 import socket
 import statistics
@@ -38,10 +37,14 @@ from run import (
     BENCH_DIR,
     BenchError,
     environment,
+    install_node_packages,
     log,
+    pin_cores,
     pinned_to,
+    raise_open_files,
     ratio,
     read_message,
+    save_results,
     schedstat,
     wait_for_quiet_core,
 )
@@ -327,24 +330,9 @@ def report(summary, options):
 
 def prepare(options):
     """Pick the cores, raise the open-files limit, install ``ws`` if missing."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if options.no_pin or len(cpus) < 2:
-        options.server_cpu = options.load_cpu = None
-    else:
-        options.server_cpu, options.load_cpu = cpus[0], cpus[1]
-        os.sched_setaffinity(0, {options.load_cpu})  # off the servers' core
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = len(BACKENDS) * options.clients + 1000
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
-    if not os.path.isdir(os.path.join(BENCH_DIR, "node_modules", "ws")):
-        log("installing the load generator's npm packages into bench/node_modules")
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=BENCH_DIR,
-            check=True,
-        )
+    pin_cores(options)
+    raise_open_files(len(BACKENDS) * options.clients + 1000)
+    install_node_packages()
 
 
 def parse_args(argv):
@@ -397,19 +385,15 @@ def main(argv=None):
     per_round = [round_summary(samples) for samples in rounds]
     summary = summarize(per_round)
     print(report(summary, options))
-    results = {
-        "options": {k: v for k, v in vars(options).items() if k != "output"},
-        "environment": ran,
-        "summary": summary,
-        "rounds": [
+    save_results(
+        options,
+        ran,
+        summary,
+        [
             {"summary": summary_, "fanouts": samples}
             for summary_, samples in zip(per_round, rounds)
         ],
-    }
-    os.makedirs(os.path.dirname(options.output), exist_ok=True)
-    with open(options.output, "w") as output:
-        json.dump(results, output, indent=2)
-    log("results written to %s" % os.path.relpath(options.output))
+    )
 
 
 if __name__ == "__main__":

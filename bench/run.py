@@ -541,20 +541,54 @@ def log(message):
     print(message, file=sys.stderr, flush=True)
 
 
-def prepare(options):
-    """Pick the cores, raise the open-files limit."""
+def pin_cores(options):
+    """Pick the servers' and the load's cores (``None`` with ``--no-pin``);
+    this script stays off the servers' core too."""
     cpus = sorted(os.sched_getaffinity(0))
     if options.no_pin or len(cpus) < 2:
         options.server_cpu = options.load_cpu = None
     else:
         options.server_cpu, options.load_cpu = cpus[0], cpus[1]
-        # this script stays off the servers' core too
         os.sched_setaffinity(0, {options.load_cpu})
+
+
+def raise_open_files(wanted):
+    """Raise this process's open-files limit to ``wanted`` (or its hard limit)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 2 * options.idle_clients + max(options.clients) + 1000
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+
+
+def install_node_packages():
+    """The load generators' npm packages (``ws``), into bench/node_modules."""
+    if not os.path.isdir(os.path.join(BENCH_DIR, "node_modules", "ws")):
+        log("installing the load generator's npm packages into bench/node_modules")
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=BENCH_DIR,
+            check=True,
+        )
+
+
+def save_results(options, ran, summary, rounds):
+    """Write the run's JSON to ``options.output``."""
+    results = {
+        "options": {k: v for k, v in vars(options).items() if k != "output"},
+        "environment": ran,
+        "summary": summary,
+        "rounds": rounds,
+    }
+    os.makedirs(os.path.dirname(options.output), exist_ok=True)
+    with open(options.output, "w") as output:
+        json.dump(results, output, indent=2)
+    log("results written to %s" % os.path.relpath(options.output))
+
+
+def prepare(options):
+    """Pick the cores, raise the open-files limit."""
+    pin_cores(options)
+    raise_open_files(2 * options.idle_clients + max(options.clients) + 1000)
 
 
 def git_state():
@@ -658,16 +692,7 @@ def main(argv=None):
     ran["duration_seconds"] = round(time.monotonic() - started, 1)
     summary = summarize(rounds, options)
     print(report(summary, options))
-    results = {
-        "options": {k: v for k, v in vars(options).items() if k != "output"},
-        "environment": ran,
-        "summary": summary,
-        "rounds": rounds,
-    }
-    os.makedirs(os.path.dirname(options.output), exist_ok=True)
-    with open(options.output, "w") as output:
-        json.dump(results, output, indent=2)
-    log("results written to %s" % os.path.relpath(options.output))
+    save_results(options, ran, summary, rounds)
     if options.output == RESULTS_FILE:  # the plot of docs/ shows the default run
         import plot
 

@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import statistics
@@ -46,7 +45,18 @@ import tempfile
 import time
 
 from fanout import RedisServer, percentile
-from run import BENCH_DIR, REPO_DIR, BenchError, environment, log, ratio, read_message
+from run import (
+    BENCH_DIR,
+    REPO_DIR,
+    BenchError,
+    environment,
+    install_node_packages,
+    log,
+    raise_open_files,
+    ratio,
+    read_message,
+    save_results,
+)
 
 RESULTS_FILE = os.path.join(BENCH_DIR, "results", "scale.json")
 #: the round-trip load generator, in C: it shares the cores with the workers
@@ -830,19 +840,9 @@ def prepare(options):
     """Raise the open-files limit, build the load generator, install ``ws`` if missing."""
     if not os.path.exists(GEARBOX):
         raise BenchError("no gearbox next to %s" % sys.executable)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = len(FANOUT_DEPLOYMENTS) * options.fanout_clients + options.clients + 1000
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+    raise_open_files(len(FANOUT_DEPLOYMENTS) * options.fanout_clients + options.clients + 1000)
     build_loadgen()
-    if not os.path.isdir(os.path.join(BENCH_DIR, "node_modules", "ws")):
-        log("installing the fan-out clients' npm packages into bench/node_modules")
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-            cwd=BENCH_DIR,
-            check=True,
-        )
+    install_node_packages()
 
 
 def parse_args(argv):
@@ -914,17 +914,8 @@ def main(argv=None):
     rounds = [run_round(number, options) for number in range(options.rounds)]
     ran["duration_seconds"] = round(time.monotonic() - started, 1)
     summary = summarize(rounds)
-    results = {
-        "options": {k: v for k, v in vars(options).items() if k != "output"},
-        "environment": ran,
-        "summary": summary,
-        "rounds": rounds,
-    }
-    os.makedirs(os.path.dirname(options.output), exist_ok=True)
-    with open(options.output, "w") as output:
-        json.dump(results, output, indent=2)
     print(report(summary, rounds, options))
-    log("results written to %s" % os.path.relpath(options.output))
+    save_results(options, ran, summary, rounds)
 
 
 if __name__ == "__main__":
