@@ -40,7 +40,14 @@ services:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    redis-server chromium nginx-light >/dev/null; }
 
-test: lint test-latest test-lowest
+# lint, then the two runs at once (their output each in one piece); each run
+# on PYTEST_WORKERS processes (pytest-xdist): the tests mostly wait on sockets
+# and timers, so two runs of two processes each keep the 2 cores busy
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL ?= -n $(PYTEST_WORKERS) --dist loadgroup
+
+test: lint
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-latest test-lowest
 
 # ruff with the rules of ruff.toml, on the newest versions' venv (ruff is in
 # the [testing] extra); part of the test command, so CI enforces it
@@ -51,10 +58,10 @@ lint: venv
 # the newest versions' run replays the fuzz tests' whole corpus (2,000
 # examples per transport; 300 otherwise: tests/test_abuse.py)
 test-latest: venv node services
-	TGEXT_SOCKETIO_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest $(PYTEST_ARGS)
+	TGEXT_SOCKETIO_FUZZ_EXAMPLES=2000 $(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-lowest: $(LOWEST)/.installed client node services
-	$(LOWEST)/bin/python -m pytest $(PYTEST_ARGS)
+	$(LOWEST)/bin/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 $(LOWEST)/.installed: setup.py constraints/lowest.txt
 	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)

@@ -35,6 +35,8 @@ docs_requires = [
 testing_requires = docs_requires + [
     "pytest>=7,<10",
     "pytest-timeout>=2.1,<3",
+    # make test runs the suite on several processes (-n, --dist loadgroup)
+    "pytest-xdist>=3.5,<4",
     "WebTest>=3,<4",
     "FormEncode>=2.0,<3",
     "kajiki>=0.9,<2",

@@ -8,6 +8,63 @@ from gevent import monkey
 
 monkey.patch_all()
 
+
+def _native_primitives_for_xdist():
+    """In a pytest-xdist worker, execnet's primitives stay native threads'.
+
+    The worker receives its tests on a thread that execnet started before
+    this file patched ``threading``: the queue, locks and event it shares
+    with the main thread (made after the patch, from ``threading`` and
+    ``queue``) would be gevent's, which one OS thread cannot wake in
+    another (the main thread's hub, with nothing else to run, raised
+    LoopExit waiting for its next test). So they are made from the
+    originals gevent keeps. The main thread blocks natively between tests.
+    """
+    import types
+
+    from execnet import gateway_base
+
+    allocate_lock, rlock = monkey.get_original("_thread", ["allocate_lock", "RLock"])
+    simple_queue = monkey.get_original("queue", "SimpleQueue")
+    import queue as queue_module
+
+    class NativeEvent:
+        """threading.Event on one native lock, held while the flag is clear."""
+
+        def __init__(self):
+            self._guard, self._gate = allocate_lock(), allocate_lock()
+            self._gate.acquire()
+
+        def is_set(self):
+            return not self._gate.locked()
+
+        def set(self):
+            with self._guard:
+                if self._gate.locked():
+                    self._gate.release()
+
+        def clear(self):
+            with self._guard:
+                self._gate.acquire(False)
+
+        def wait(self, timeout=None):
+            if self._gate.acquire(True, -1 if timeout is None else timeout):
+                self._gate.release()
+                return True
+            return False
+
+    native_queue = types.SimpleNamespace(
+        Queue=lambda maxsize=0: simple_queue(), Empty=queue_module.Empty
+    )
+    model = gateway_base.ThreadExecModel
+    model.queue = property(lambda self: native_queue)
+    model.Lock = model.RLock = lambda self: rlock()
+    model.Event = lambda self: NativeEvent()
+
+
+if __import__("os").environ.get("PYTEST_XDIST_WORKER"):
+    _native_primitives_for_xdist()
+
 import contextlib  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402

@@ -14,6 +14,10 @@ from tgext.socketio._config.settings import OPTIONS, PREFIX
 
 from .test_config import shown_default
 
+#: one process of a parallel run (pytest-xdist, --dist loadgroup) runs every
+#: test here: the module-scoped site is built once, not per process
+pytestmark = pytest.mark.xdist_group("docs")
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOCS = os.path.join(os.path.dirname(HERE), "docs")
 

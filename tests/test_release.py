@@ -32,7 +32,9 @@ from .test_example_page import Process, free_port
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the built-in timeout (60 s) is per test; the first test here pays for the
 #: builds (~10 s), the virtualenv (~20 s) and ``make venv`` (~30 s)
-pytestmark = pytest.mark.timeout(900)
+#: one process of a parallel run (pytest-xdist, --dist loadgroup) runs every
+#: test here: the module-scoped builds and venv are made once, not per process
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("release")]
 
 #: socket.io-client's browser bundle, fetched by setup_client.py into the
 #: package (git-ignored): in the sdist and, as package data, in the wheel
@@ -258,7 +260,8 @@ def test_test_command_runs_from_the_sdist(unpacked, venv):
     # one small module: the whole suite from the sdist would double CI's time
     result = run(
         ["make", "-s", "test-latest", "VENV=%s" % venv[0], "PYTHON=%s" % sys.executable,
-         "PYTEST_ARGS=-q -p no:cacheprovider tests/test_config.py"],
+         "PYTEST_ARGS=-q -p no:cacheprovider tests/test_config.py",
+         "PYTEST_PARALLEL="],
         cwd=str(unpacked), timeout=600,
     )
     assert re.search(r"\b\d+ passed\b", result.stdout), result.stdout
