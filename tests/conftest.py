@@ -320,6 +320,13 @@ def _remember_sockets():
 
 
 @pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """The tests that swap CPython's allocator at run time (test_allocator.py,
+    the opt-in ``socketio.malloc_above``) run last in their process: what
+    runs after them runs on an allocator switched and back."""
+    items.sort(key=lambda item: item.path.name == "test_allocator.py")
+
+
 def pytest_configure(config):
     import os
     import sys
@@ -344,3 +351,53 @@ def pytest_configure(config):
             )
 
     sys.unraisablehook = hook
+
+
+# -- a watchdog for hangs ---------------------------------------------------------
+#
+# With TGEXT_SOCKETIO_WATCHDOG=<seconds>, a native thread writes every
+# greenlet's stack to stderr when one test has run that long: pytest-timeout
+# shows only the threads', and a test stuck in the hub shows nothing else.
+
+
+def _start_watchdog(seconds):
+    import sys
+    import time
+
+    from gevent import util
+
+    start_new_thread = monkey.get_original("_thread", "start_new_thread")
+    native_sleep = monkey.get_original("time", "sleep")
+    current = {}
+
+    def watch():
+        while True:
+            native_sleep(1)
+            name, started = current.get("test", (None, 0))
+            if name is not None and time.monotonic() - started > seconds:
+                current.pop("test", None)
+                sys.stderr.write("\n=== watchdog: %s ran over %ss ===\n" % (name, seconds))
+                sys.stderr.write("\n".join(util.format_run_info()) + "\n")
+                sys.stderr.flush()
+
+    start_new_thread(watch, ())
+    return current
+
+
+_watched = None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    global _watched
+    import os
+    import time
+
+    seconds = os.environ.get("TGEXT_SOCKETIO_WATCHDOG")
+    if seconds and _watched is None:
+        _watched = _start_watchdog(float(seconds))
+    if _watched is not None:
+        _watched["test"] = (item.nodeid, time.monotonic())
+    yield
+    if _watched is not None:
+        _watched.pop("test", None)

@@ -34,7 +34,13 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: builds (~10 s), the virtualenv (~20 s) and ``make venv`` (~30 s)
 #: one process of a parallel run (pytest-xdist, --dist loadgroup) runs every
 #: test here: the module-scoped builds and venv are made once, not per process
-pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("release")]
+#: the release installs PyPI's newest versions whatever venv runs this:
+#: make test runs it in the newest versions' run only (marker "release")
+pytestmark = [
+    pytest.mark.timeout(900),
+    pytest.mark.xdist_group("release"),
+    pytest.mark.release,
+]
 
 #: socket.io-client's browser bundle, fetched by setup_client.py into the
 #: package (git-ignored): in the sdist and, as package data, in the wheel
