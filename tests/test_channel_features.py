@@ -5,9 +5,11 @@ across two processes sharing Redis."""
 import time
 
 import gevent
+import gevent.event
 import pytest
 from gevent.queue import Empty, Queue
 
+from tgext.socketio._engine.runtime import runtime_of
 from tgext.socketio.pubsub import PubSubTGNamespace
 from tgext.socketio.testing import disconnect_client
 
@@ -133,6 +135,33 @@ def test_a_joiner_during_a_stream_gets_each_publication_once_in_order(rooms):
     # from some point of the history on: every publication, once, in order
     assert received == list(range(received[0], 200)), received
     assert received[0] <= 200 - 5 and received[0] > 0
+
+
+def test_a_publication_read_as_history_is_not_sent_again_live(rooms, monkeypatch):
+    # A publication enters the history before it is published: one read as
+    # history by a joiner may still arrive live after the joiner caught up.
+    hub = runtime_of(rooms.app_config).hub
+    backend_channels = hub._backend_channels
+    publish = backend_channels.publish
+    in_history = gevent.event.Event()
+
+    def slow_publish(name, message):
+        in_history.set()
+        gevent.sleep(0.3)  # the joiner catches up meanwhile
+        publish(name, message)
+
+    publisher = recorder(rooms)
+    monkeypatch.setattr(backend_channels, "publish", slow_publish)
+    publishing = gevent.spawn(publisher.call, "publish", "kept-r", "once")
+    assert in_history.wait(5)
+    joiner = recorder(rooms)
+    assert joiner.call("subscribe", "kept", "r") == "kept-r"
+    assert joiner.next() == ("pubblication", "once", "kept-r", {"history": True})
+    assert publishing.get(timeout=5) is True
+    monkeypatch.setattr(backend_channels, "publish", publish)
+    assert joiner.nothing(wait=0.5)
+    publisher.call("publish", "kept-r", "next")  # and live traffic goes on
+    assert joiner.next() == ("pubblication", "next", "kept-r")
 
 
 def test_history_crosses_processes(serve, redis_server):

@@ -67,10 +67,19 @@ class PublicationTooLarge(PublishError):
 
 class _Channel:
     """One channel of a hub: its local subscribers, whether the backend has
-    confirmed the subscription, its options, and the subscribers still
-    catching up (with what arrived for them meanwhile)."""
+    confirmed the subscription, its options, the subscribers still
+    catching up (with what arrived for them meanwhile), and those that got
+    history whose live copies may still be on their way."""
 
-    __slots__ = ("name", "groups", "live", "options", "catching_up", "present")
+    __slots__ = (
+        "name",
+        "groups",
+        "live",
+        "options",
+        "catching_up",
+        "present",
+        "history_sent",
+    )
 
     def __init__(self, name, options):
         self.name = name
@@ -81,6 +90,10 @@ class _Channel:
         self.options = options
         self.catching_up = {}  # member -> [envelope, ...] arrived meanwhile
         self.present = {}  # member -> its presence entry, as told at its join
+        #: member -> the order of the last history entry it was sent, until
+        #: a newer publication arrives: a publication is in the history
+        #: before it is published, so one read as history may still come live
+        self.history_sent = {}
 
 
 class PubSubHub:
@@ -175,6 +188,8 @@ class PubSubHub:
             self._send_envelope(
                 [member], member._tgsio.engine, member.ns_name, name, envelope
             )
+        if last is not None:
+            channel.history_sent[member] = _id_order(last)
 
     def unsubscribe(self, name, member):
         """Stop delivering channel ``name`` to ``member``; the last one ends it."""
@@ -189,6 +204,7 @@ class PubSubHub:
         if not members:
             del channel.groups[key]
         channel.catching_up.pop(member, None)
+        channel.history_sent.pop(member, None)
         who = channel.present.pop(member, None)
         if who is not None:
             self._tell_presence(name, "l", who)
@@ -277,9 +293,15 @@ class PubSubHub:
             )
             return
         catching_up = channel.catching_up
+        history_sent = channel.history_sent
+        sent_already = _sent_as_history(history_sent, envelope) if history_sent else ()
         for (engine, namespace), members in list(channel.groups.items()):
-            if catching_up:
-                live = [member for member in members if member not in catching_up]
+            if catching_up or sent_already:
+                live = [
+                    member
+                    for member in members
+                    if member not in catching_up and member not in sent_already
+                ]
                 for member in members:
                     waiting = catching_up.get(member)
                     if waiting is not None:
@@ -343,6 +365,21 @@ def _presence_state(members):
             {key: value for key, value in who.items() if key != "user"}
         )
     return state
+
+
+def _sent_as_history(history_sent, envelope):
+    """The members ``envelope`` (a publication) reached as history already;
+    the others, past their last history entry, no longer need checking."""
+    if envelope[0] != "m" or envelope[1] is None:
+        return ()
+    order = _id_order(envelope[1])
+    sent = set()
+    for member, last in list(history_sent.items()):
+        if order <= last:
+            sent.add(member)
+        else:
+            del history_sent[member]
+    return sent
 
 
 def _id_order(entry_id):
