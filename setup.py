@@ -112,13 +112,15 @@ setup(
     install_requires=[
         "TurboGears2>=2.5.1,<2.6",
         "python-socketio>=5.12,<6",
-        "python-engineio>=4.11,<5",
-        # Python 3.13 needs gevent 24.10.1 and wsaccel 0.6.7, the first
-        # releases with wheels for it (older ones do not build there)
-        "gevent>=23.9,<27; python_version < '3.13'",
-        "gevent>=24.10.1,<27; python_version >= '3.13'",
+        # 4.12.2: its client (tgext.socketio.testing's) runs on gevent 25.4+
+        "python-engineio>=4.12.2,<5",
+        # 25.4.1 makes the queue module's LifoQueue cooperative: before it,
+        # urllib3's and redis-py's blocking pool (LifoQueue) could hang the
+        # process for good (docs/decisions.rst); it also has wheels for 3.13
+        "gevent>=25.4.1,<27",
         "gevent-websocket>=0.10.1,<0.11",
-        # unmasks WebSocket frames in C (gevent-websocket does it in Python)
+        # unmasks WebSocket frames in C (gevent-websocket does it in Python);
+        # Python 3.13 needs wsaccel 0.6.7, the first with wheels for it
         "wsaccel>=0.6.6,<0.7; python_version < '3.13'",
         "wsaccel>=0.6.7,<0.7; python_version >= '3.13'",
         # gearbox before 0.4 imports pkg_resources without requiring

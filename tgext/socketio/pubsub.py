@@ -186,8 +186,10 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         previous = self._tgsio_subscriptions.get(key)
         self._tgsio_subscriptions[key] = channel
         if hub.subscribe(channel, self, self._tgsio_presence_entry(channel)):
-            # after the ack (sent when this handler returns)
-            self.spawn(hub.catch_up, channel, self)
+            # read before the ack (sent when this handler returns), sent after
+            snapshot = hub.snapshot(channel, self)
+            if snapshot is not None:
+                self.spawn(hub.catch_up, channel, self, snapshot)
         if previous not in (None, channel) and (
             previous not in self._tgsio_subscriptions.values()
         ):

@@ -128,9 +128,9 @@ class PubSubHub:
         itself later), so a publish made after the client's ``subscribe``
         ack reaches it.
 
-        :returns: whether ``member`` must catch up (:meth:`catch_up`): it is
-            new to a channel with history or presence, and what arrives for
-            it waits until then.
+        :returns: whether ``member`` must catch up (:meth:`snapshot`, then
+            :meth:`catch_up`): it is new to a channel with history or
+            presence, and what arrives for it waits until then.
         """
         channel = self._channels.get(name)
         if channel is None:
@@ -151,23 +151,31 @@ class PubSubHub:
             self._tell_presence(name, "j", who)
         return new and options is not None
 
-    def catch_up(self, name, member):
-        """Send a new subscriber who is in the channel, then its history, then
-        what arrived meanwhile, in order; from then on it gets live traffic."""
+    def snapshot(self, name, member):
+        """What a new subscriber of channel ``name`` is sent when it catches
+        up: who is in the channel and its history, read now, before its ack
+        (a publication made after the ack is then sent live, not as
+        history). ``None`` when ``member`` has nothing to catch up."""
+        channel = self._channels.get(name)
+        if channel is None or member not in channel.catching_up:
+            return None
+        options = channel.options
+        state = (
+            _presence_state(self._presence_members(name)) if options.presence else None
+        )
+        history = self._history(name, options) if options.history else []
+        return state, history
+
+    def catch_up(self, name, member, snapshot):
+        """Send a new subscriber its ``snapshot`` (:meth:`snapshot`): who is
+        in the channel, then its history, then what arrived meanwhile, in
+        order; from then on it gets live traffic."""
         channel = self._channels.get(name)
         if channel is None or member not in channel.catching_up:
             return
-        options = channel.options
-        try:
-            state = (
-                _presence_state(self._presence_members(name))
-                if options.presence
-                else None
-            )
-            history = self._history(name, options) if options.history else []
-        finally:
-            # no greenlet switch from here on: nothing new can come in between
-            waiting = channel.catching_up.pop(member, [])
+        # no greenlet switch from here on: nothing new can come in between
+        waiting = channel.catching_up.pop(member, [])
+        state, history = snapshot
         if state is not None:
             member._tgsio.engine.send_to_instances(
                 [member], member.ns_name, PRESENCE_STATE_EVENT, (state, name)

@@ -1,6 +1,6 @@
 """python-engineio's private names, class swaps and forked methods, in one place.
 
-Checked against python-engineio 4.11.0 to 4.15.1. Two of its methods are
+Checked against python-engineio 4.12.2 to 4.15.1. Two of its methods are
 forked here, each saying why; :class:`Session` gives the session's private
 hooks names of ours, and :func:`adopt_session` turns the sessions
 python-engineio builds into the package's own class.
@@ -18,7 +18,7 @@ from engineio.async_drivers.gevent import WebSocketWSGI
 from . import relies_on, rename_hooks
 
 LIBRARY = "python-engineio"
-CHECKED = "4.11.0-4.15.1"
+CHECKED = "4.12.2-4.15.1"
 
 log = logging.getLogger("tgext.socketio.engine")
 
@@ -64,7 +64,7 @@ class Server(engineio.Server):
     """
 
     def _service_task(self):
-        """python-engineio's ping-timeout sweep (4.11-4.15), holding session ids only.
+        """python-engineio's ping-timeout sweep (4.12-4.15), holding session ids only.
 
         python-engineio's own walks a copy of the sessions table, waiting
         ``ping_timeout / len(sockets)`` between two sessions: that copy kept
@@ -123,7 +123,7 @@ class Session(_Socket):
     def _websocket_handler(self, ws):
         """The session on WebSocket: the upgrade handshake, then its reader.
 
-        python-engineio's (4.11 to 4.15) does the same, and starts a writer
+        python-engineio's (4.12 to 4.15) does the same, and starts a writer
         greenlet per session that waits on the queue; here the subclass
         writes (from :meth:`websocket_upgraded` on), and a text MESSAGE goes
         to :meth:`receive_socketio_text` without decoding a packet first.
@@ -171,7 +171,7 @@ class Session(_Socket):
 
     def _upgrade_handshake(self, ws):
         """``2probe``, ``3probe``, ``5``: whether the client completed it
-        (python-engineio 4.11-4.15's, from its ``_websocket_handler``)."""
+        (python-engineio 4.12-4.15's, from its ``_websocket_handler``)."""
         message = ws.wait()
         probe = eio_packet.Packet(encoded_packet=message) if message else None
         if (
