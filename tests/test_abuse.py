@@ -504,19 +504,41 @@ def test_many_refused_inputs_are_summarized(server, caplog, monkeypatch):
 # any text, any bytes. FUZZ_EXAMPLES examples of one to four inputs per
 # transport: 300 by default (a few seconds), the whole corpus of 2,000 (over
 # 10,000 inputs in all, half a minute per transport) with
-# TGEXT_SOCKETIO_FUZZ_EXAMPLES=2000, which `make test` sets for its run on
-# the newest versions: the full corpus runs once per change set.
+# TGEXT_SOCKETIO_FUZZ_EXAMPLES=2000, or for one transport
+# TGEXT_SOCKETIO_FUZZ_EXAMPLES=polling=2000 (websocket=2000): `make test` runs
+# both whole in its run on the lowest versions (the other run has the
+# release's tests), so the whole corpus runs once per change set.
 
-FUZZ_EXAMPLES = int(os.environ.get("TGEXT_SOCKETIO_FUZZ_EXAMPLES", "300"))
+
+def _fuzz_examples(setting, default=300):
+    """``{transport: examples}`` from TGEXT_SOCKETIO_FUZZ_EXAMPLES: ``N``
+    for both transports, or ``transport=N`` pairs separated by commas."""
+    examples = {"websocket": default, "polling": default}
+    for part in filter(None, setting.split(",")):
+        transport, _, count = part.rpartition("=")
+        if transport and transport not in examples:
+            raise ValueError(
+                "TGEXT_SOCKETIO_FUZZ_EXAMPLES: no transport %r (%s)"
+                % (transport, " or ".join(examples))
+            )
+        for name in [transport] if transport else list(examples):
+            examples[name] = int(count)
+    return examples
+
+
+FUZZ_EXAMPLES = _fuzz_examples(os.environ.get("TGEXT_SOCKETIO_FUZZ_EXAMPLES", ""))
 INPUTS_PER_EXAMPLE = (1, 4)
 
-FUZZ_SETTINGS = settings(
-    max_examples=FUZZ_EXAMPLES,
-    derandomize=True,
-    database=None,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+
+def fuzz_settings(transport):
+    return settings(
+        max_examples=FUZZ_EXAMPLES[transport],
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -559,7 +581,7 @@ def test_fuzz_websocket(watched):
     server, baseline, witness = watched
     tally = Tally()
 
-    @FUZZ_SETTINGS
+    @fuzz_settings("websocket")
     @given(frames=input_lists)
     def send(frames):
         sock = raw_websocket(server)
@@ -576,7 +598,7 @@ def test_fuzz_websocket(watched):
             sock.shutdown()
 
     send()
-    assert tally.inputs >= FUZZ_EXAMPLES * 2  # 1 to 4 inputs per example
+    assert tally.inputs >= FUZZ_EXAMPLES["websocket"] * 2  # 1 to 4 inputs per example
     baseline.settle(timeout=30)
     witness.assert_healthy()
 
@@ -587,7 +609,7 @@ def test_fuzz_long_polling(watched):
     base = server.url + "/socketio/?EIO=4&transport=polling"
     http = requests.Session()
 
-    @FUZZ_SETTINGS
+    @fuzz_settings("polling")
     @given(bodies=input_lists)
     def post(bodies):
         opened = http.get(base, timeout=5).text
@@ -609,7 +631,7 @@ def test_fuzz_long_polling(watched):
 
     post()
     http.close()
-    assert tally.inputs >= FUZZ_EXAMPLES * 2  # 1 to 4 inputs per example
+    assert tally.inputs >= FUZZ_EXAMPLES["polling"] * 2  # 1 to 4 inputs per example
     baseline.settle(timeout=30)
     witness.assert_healthy()
 

@@ -8,6 +8,20 @@ import gevent
 import pytest
 
 from tgext.socketio._memory import trimmer as memory
+from tgext.socketio._serving.session_events import session_events
+
+
+@pytest.fixture(autouse=True)
+def process_trimmer_aside(monkeypatch):
+    """The process's trimmer hears no session close during a test here, and
+    a trim it had pending (an earlier test's wave) is dropped: its steps
+    would mix with those of the trimmer a test makes."""
+    monkeypatch.setattr(session_events, "_listeners", ())
+    pending = memory.trimmer._pending
+    if pending is not None:
+        pending.kill()
+    monkeypatch.setattr(memory.trimmer, "_pending", None)
+    monkeypatch.setattr(memory.trimmer, "_closed_since", 0)
 
 
 @pytest.fixture
