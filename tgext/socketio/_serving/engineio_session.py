@@ -350,8 +350,6 @@ class _GuardedWebSocketWSGI(python_engineio.WebSocketApp):
 
     #: messages read since the reader last yielded
     _turn = 0
-    #: the gevent-websocket connection
-    websocket = None
 
     def __call__(self, environ, start_response):
         websocket = environ.get("wsgi.websocket")
@@ -364,7 +362,7 @@ class _GuardedWebSocketWSGI(python_engineio.WebSocketApp):
                 websocket.stream.max_message_size = limit
             else:
                 self._read_limit = limit
-            session._websocket = self.websocket = websocket
+            session._websocket = websocket
             # gevent-websocket's own frames (a pong, a close) come in line
             session._frames = FrameWriter(websocket.handler.socket)
             websocket.raw_write = session._frames.write
@@ -375,7 +373,7 @@ class _GuardedWebSocketWSGI(python_engineio.WebSocketApp):
         if session.rejected is not None:
             return None  # refused meanwhile (a bad Socket.IO packet): stop reading
         try:
-            message = self.websocket.receive()
+            message = session._websocket.receive()
         except InvalidMessage as error:
             session.reject(str(error), error.code)
             return None
