@@ -136,7 +136,24 @@ def fresh_log_budgets(monkeypatch):
             "client-caused warnings: %d more in the last %g s, not logged (%s)",
         ),
     )
+    from tgext.socketio._serving import http
+
     monkeypatch.setattr(transport, "rejections", transport.RejectionLog(transport.log))
+    monkeypatch.setattr(
+        http,
+        "_bad_requests",
+        clientlog.BurstLog(
+            http.log,
+            http._bad_requests.burst,
+            http._bad_requests.window,
+            http._bad_requests._summary_format,
+        ),
+    )
+    yield
+    # a summary of this test's held lines is not written in a later test's
+    for budget in (clientlog.client_lines, transport.rejections._lines, http._bad_requests):
+        if budget._summary is not None:
+            budget._summary.kill()
 
 
 @pytest.fixture
