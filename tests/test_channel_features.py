@@ -108,7 +108,7 @@ def test_history_expires_and_plain_channels_keep_none(rooms):
     assert joiner.nothing()
 
 
-def test_a_joiner_during_a_stream_gets_each_publication_once_in_order(rooms):
+def test_a_joiner_during_a_stream_gets_each_publication_once_in_order(rooms, wait_for):
     publisher = recorder(rooms)
     published = []
 
@@ -118,7 +118,7 @@ def test_a_joiner_during_a_stream_gets_each_publication_once_in_order(rooms):
             published.append(number)
 
     streaming = gevent.spawn(stream)
-    gevent.sleep(0.05)
+    wait_for(lambda: len(published) >= 10)  # past the history's 5
     joiner = recorder(rooms)
     assert joiner.call("subscribe", "both", "s") == "both-s"
     streaming.join(timeout=30)

@@ -61,7 +61,7 @@ def sentinel(own_redis, tmp_path):
                 except redis.ConnectionError:
                     pass
                 gevent.sleep(0.05)
-        yield "redis+sentinel://127.0.0.1:%d/0/mymaster" % port
+        yield "redis+sentinel://127.0.0.1:%d/0/mymaster" % port, client
     finally:
         client.connection_pool.disconnect()  # redis-py 5.0: close() keeps it
         process.terminate()
@@ -98,7 +98,8 @@ def test_a_valkey_url_is_refused_naming_what_it_needs():
         assert isinstance(client_manager(_options("valkey://127.0.0.1:1/0")), socketio.RedisManager)
 
 
-def test_a_sentinel_url_shares_the_queue_between_processes(serve, sentinel):
+def test_a_sentinel_url_shares_the_queue_between_processes(serve, sentinel, wait_for):
+    sentinel, sentinel_admin = sentinel
     if "redis+sentinel" not in SCHEMES:
         # python-socketio 5.12: Kombu's, which is not installed
         with pytest.raises(ConfigurationError, match="needs kombu"):
@@ -128,3 +129,9 @@ def test_a_sentinel_url_shares_the_queue_between_processes(serve, sentinel):
     )
     assert result.returncode == 0, result.stderr
     assert heard.get(timeout=5) == "from a worker"
+    # stopped, the servers leave no connection to the Sentinel open
+    for client in (here, there):
+        client.disconnect()
+    first.stop()
+    second.stop()
+    wait_for(lambda: len(sentinel_admin.client_list()) == 1, timeout=10)

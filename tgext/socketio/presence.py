@@ -18,7 +18,7 @@ from gevent.event import Event
 
 from ._engine.client_manager import is_redis_url
 from ._upstream import python_socketio
-from ._upstream.redis import disconnect_pool
+from ._upstream.redis import disconnect_client
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ class RedisPresence:
         except Exception as error:  # Redis away: the members expire anyway
             log.debug("presence: could not remove members at close: %s", error)
         self._redis.close()
-        disconnect_pool(self._redis.connection_pool, "presence's Redis connections")
+        disconnect_client(self._redis, "presence's Redis connections")
 
     def _stop_renewing(self, timeout=1):
         """End the renewing greenlet between two Redis operations.

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import socketio
 
 from .._upstream import python_socketio
-from .._upstream.redis import disconnect_pool
+from .._upstream.redis import disconnect_client
 from ..exceptions import ConfigurationError
 
 log = logging.getLogger("tgext.socketio.engine")
@@ -109,6 +109,6 @@ def close_client_manager(manager):
             pubsub.close()
         except Exception as error:  # a connection already lost
             log.debug("closing the message queue connection failed: %s", error)
-    pool = getattr(getattr(manager, "redis", None), "connection_pool", None)
-    if pool is not None:
-        disconnect_pool(pool, "the message queue's connections")
+    client = getattr(manager, "redis", None)
+    if getattr(client, "connection_pool", None) is not None:
+        disconnect_client(client, "the message queue's connections")

@@ -17,3 +17,14 @@ def disconnect_pool(pool, what):
         pool.disconnect()
     except Exception as error:  # a connection already lost
         log.debug("closing %s failed: %s", what, error)
+
+
+def disconnect_client(client, what):
+    """Close every connection of redis-py's (or Valkey's) ``client`` now,
+    those to the Sentinels that found its master included (a client of a
+    ``redis+sentinel://`` URL: its pool's ``sentinel_manager``)."""
+    pool = client.connection_pool
+    disconnect_pool(pool, what)
+    sentinels = getattr(getattr(pool, "sentinel_manager", None), "sentinels", ())
+    for sentinel in sentinels:
+        disconnect_pool(sentinel.connection_pool, what + " (a Sentinel)")
