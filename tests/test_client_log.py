@@ -137,3 +137,26 @@ def test_all_clients_together_log_at_most_the_process_budget(server, caplog, mon
     lines = [r.getMessage() for r in package_lines(caplog)]
     assert len(lines) == 13, lines
     assert "client-caused warnings: 18 more in the last 0.5 s" in lines[-1]
+
+
+def test_failed_engine_io_requests_log_within_the_process_budget(server, caplog, monkeypatch):
+    """A request python-engineio fails on (a POST to a session closing
+    meanwhile, say) is a 400 and a line, within the budget of client-caused
+    lines: a client repeating it cannot flood the log."""
+    import requests
+
+    from tgext.socketio._engine.runtime import runtime_of
+
+    (engine,) = runtime_of(server.app_config).engines
+
+    def failing(environ, start_response):
+        raise KeyError("Session is disconnected")
+
+    monkeypatch.setattr(engine, "handle_request", failing)
+    url = server.url + "/socketio/?EIO=4&transport=polling&sid=gone"
+    with caplog.at_level(logging.WARNING, logger="tgext.socketio"):
+        with requests.Session() as http:
+            for _ in range(clientlog.PROCESS_LINES + 50):
+                assert http.post(url, data=b"1", timeout=5).status_code == 400
+    failed = [r for r in package_lines(caplog) if "Engine.IO request" in r.getMessage()]
+    assert len(failed) == clientlog.PROCESS_LINES

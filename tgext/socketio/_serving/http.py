@@ -18,6 +18,7 @@ from gevent.pywsgi import WSGIServer
 from .._config.keys import SERVER_KEY, SESSION_TICKET_KEY
 from .._memory.trimmer import trimmer
 from .._upstream import gevent_websocket
+from . import clientlog
 from .admission import Admission, parse_server_options
 from .clientlog import BurstLog, printable
 from .session_events import session_events
@@ -459,13 +460,16 @@ def serve_engine_request(engine, environ, start_response, extra_headers=()):
     try:
         body = engine.handle_request(environ, engine_start_response)
     except Exception as error:  # the engine's boundary
-        log.warning(
-            "Engine.IO request %s %r failed: %s: %s",
-            environ.get("REQUEST_METHOD"),
-            environ.get("PATH_INFO"),
-            type(error).__name__,
-            printable(str(error)),
-        )
+        # a client can cause these (a POST to a session closing meanwhile):
+        # within the budget of client-caused lines
+        if clientlog.client_lines.allow("failed Engine.IO request"):
+            log.warning(
+                "Engine.IO request %s %r failed: %s: %s",
+                environ.get("REQUEST_METHOD"),
+                environ.get("PATH_INFO"),
+                type(error).__name__,
+                printable(str(error)),
+            )
         body = []
         if not started:
             engine_start_response("400 BAD REQUEST", [("Content-Length", "0")])
