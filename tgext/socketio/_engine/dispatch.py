@@ -139,6 +139,12 @@ class EventDispatcher:
             finally:
                 self._idle_workers -= 1
             if instance is None:
+                if ready.qsize() > self._idle_workers:
+                    # put in the loop iteration this worker timed out in:
+                    # counted as idle, it started no worker, and no other
+                    # idle worker was woken for it (it would wait for the
+                    # next event of any client)
+                    continue
                 return  # idle for a while, or trimmed: a later burst starts another
             if self._idle_workers < self._idle_low:
                 self._idle_low = self._idle_workers
