@@ -139,8 +139,8 @@ class RedisServer:
 class FanoutServer:
     """A ``bench/fanout_server.py`` subprocess on one backend."""
 
-    def __init__(self, backend, redis_url, cpu, env=None):
-        command = [sys.executable, os.path.join(BENCH_DIR, "fanout_server.py")]
+    def __init__(self, backend, redis_url, cpu, env=None, extra=()):
+        command = [sys.executable, os.path.join(BENCH_DIR, "fanout_server.py"), *extra]
         if backend == "redis":
             command += ["--redis", redis_url]
         self.backend = backend

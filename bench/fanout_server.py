@@ -94,12 +94,15 @@ class RootController(TGController):
     socketio = FanoutSocketIO()
 
 
-def make_app(redis_url=None):
-    """The app; the ``anypubsub.*`` keys as an .ini file's [app:main] has them."""
+def make_app(redis_url=None, recovery=None):
+    """The app; the ``anypubsub.*`` keys as an .ini file's [app:main] has them
+    (and ``socketio.connection_state_recovery`` = ``recovery`` seconds)."""
     check_monkey_patching()
     app_conf = {}
     if redis_url:
         app_conf = {"anypubsub.backend": "redis", "anypubsub.host": redis_url}
+    if recovery:
+        app_conf["socketio.connection_state_recovery"] = recovery
     configurator = MinimalApplicationConfigurator()
     configurator.update_blueprint(
         {
@@ -121,12 +124,17 @@ def main(argv=None):
         help="publish through the Redis backend at URL (default: memory)",
     )
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(
+        "--recovery",
+        metavar="SECONDS",
+        help="turn connection state recovery on, with this window",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     global loop_watch
     loop_watch = LoopWatch()
     server = SocketIOServer(
-        ("127.0.0.1", args.port), make_app(args.redis), resource=RESOURCE, **loopback_limits()
+        ("127.0.0.1", args.port), make_app(args.redis, args.recovery), resource=RESOURCE, **loopback_limits()
     )
     server.init_socket()
     print(server.server_port, flush=True)

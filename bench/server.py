@@ -16,6 +16,9 @@ application differs:
     takes gevent-websocket's connection, sends the Engine.IO open packet,
     answers the namespace join, then answers every message with the same
     prebuilt ``pong`` frame, decoding nothing (WebSocket only).
+``tgext-recovery``
+    ``tgext`` with ``socketio.connection_state_recovery`` on (120 s): every
+    event sent is logged and carries its offset.
 ``tgext-pymalloc``, ``tgext-malloc``
     ``tgext`` with ``socketio.malloc_above`` ``off`` (new objects always from
     CPython's allocator) or ``0`` (always from the C library's malloc).
@@ -105,6 +108,10 @@ APPS = {
     # the opt-in allocator switch as docs/limits.rst suggests it (bench/leave.py)
     "tgext-malloc-above": functools.partial(
         tgext_app, **{"socketio.malloc_above": "1000"}
+    ),
+    # connection state recovery on (bench/recovery.py)
+    "tgext-recovery": functools.partial(
+        tgext_app, **{"socketio.connection_state_recovery": "120"}
     ),
 }
 

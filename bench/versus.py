@@ -95,14 +95,23 @@ class Worktree:
         shutil.rmtree(self.hooks, ignore_errors=True)
 
 
-def compare_round_trips(options, base_env):
-    """``{(name, clients): [rate, ...]}`` for ``this`` and ``base``."""
+class Variant:
+    """What one side of a comparison runs: ``bench/server.py``'s ``kind``
+    and ``bench/fanout_server.py`` with ``fanout_args``, in ``env``."""
+
+    def __init__(self, kind="tgext", env=None, fanout_args=()):
+        self.kind, self.env, self.fanout_args = kind, env, list(fanout_args)
+
+
+def compare_round_trips(options, variants):
+    """``{(name, clients): [rate, ...]}`` for each of ``variants``
+    (``{name: Variant}``, two of them), interleaved."""
     rates = {}
     for number in range(options.rounds):
         for clients in options.clients:
-            order = (("this", None), ("base", base_env))
-            for name, env in order if number % 2 == 0 else order[::-1]:
-                server = Server("tgext", options.server_cpu, env=env)
+            order = tuple(variants.items())
+            for name, variant in order if number % 2 == 0 else order[::-1]:
+                server = Server(variant.kind, options.server_cpu, env=variant.env)
                 try:
                     wait_for_quiet_core(options.server_cpu, options.patience)
                     result = round_trips(
@@ -115,16 +124,16 @@ def compare_round_trips(options, base_env):
     return rates
 
 
-def compare_idle_memory(options, base_env):
-    """``{name: [KiB per idle connection, ...]}`` for ``this`` and ``base``."""
+def compare_idle_memory(options, variants):
+    """``{name: [KiB per idle connection, ...]}`` for each of ``variants``."""
     kib = {}
     measure = argparse.Namespace(
         idle_clients=options.idle_clients, settle=2.0, load_cpu=options.load_cpu
     )
     for number in range(options.rounds):
-        order = (("this", None), ("base", base_env))
-        for name, env in order if number % 2 == 0 else order[::-1]:
-            server = Server("tgext", options.server_cpu, env=env)
+        order = tuple(variants.items())
+        for name, variant in order if number % 2 == 0 else order[::-1]:
+            server = Server(variant.kind, options.server_cpu, env=variant.env)
             try:
                 result = idle_memory(server, measure)
             finally:
@@ -134,11 +143,13 @@ def compare_idle_memory(options, base_env):
     return kib
 
 
-def compare_fanouts(options, base_env):
-    """``{(name, mode): [ms to the last client, ...]}``."""
+def compare_fanouts(options, variants):
+    """``{(name, mode): [ms to the last client, ...]}`` for each of ``variants``."""
     servers = {
-        "this": FanoutServer("memory", None, options.server_cpu),
-        "base": FanoutServer("memory", None, options.server_cpu, env=base_env),
+        name: FanoutServer(
+            "memory", None, options.server_cpu, env=variant.env, extra=variant.fanout_args
+        )
+        for name, variant in variants.items()
     }
     times = {}
     try:
@@ -163,25 +174,26 @@ def compare_fanouts(options, base_env):
     return times
 
 
-def report(rev, rates, kib, times, options):
+def report(rev, rates, kib, times, options, names=("this", "base"), title=None):
+    """The figures of two variants, ``names`` (the first over the second)."""
     lines = [
-        "this checkout against %s (medians; ratio this/%s)" % (rev, rev),
-        "%-36s %10s %10s %7s" % ("", "this", rev, "ratio"),
+        title or "this checkout against %s (medians; ratio this/%s)" % (rev, rev),
+        "%-36s %10s %10s %7s" % ("", names[0], rev, "ratio"),
     ]
     for clients in options.clients:
-        this, base = (statistics.median(rates[name, clients]) for name in ("this", "base"))
+        this, base = (statistics.median(rates[name, clients]) for name in names)
         lines.append(
             "%-36s %10.0f %10.0f %7.3f"
             % ("WS round trips/s, %d clients" % clients, this, base, this / base)
         )
     if kib:
-        this, base = (statistics.median(kib[name]) for name in ("this", "base"))
+        this, base = (statistics.median(kib[name]) for name in names)
         lines.append(
             "%-36s %10.1f %10.1f %7.3f"
             % ("KiB per idle WS client (%d)" % options.idle_clients, this, base, this / base)
         )
     for mode in ("broadcast", "publish"):
-        this, base = (statistics.median(times[name, mode]) for name in ("this", "base"))
+        this, base = (statistics.median(times[name, mode]) for name in names)
         lines.append(
             "%-36s %10.2f %10.2f %7.3f"
             % (
@@ -194,17 +206,22 @@ def report(rev, rates, kib, times, options):
     return "\n".join(lines)
 
 
-def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("rev", help="the git revision to compare with")
+def add_measure_arguments(parser):
+    """The options of what is measured (bench/recovery.py shares them)."""
     parser.add_argument("--clients", type=int, nargs="+", default=[50, 500])
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--idle-clients", type=int, default=1000, help="0: no memory")
     parser.add_argument("--fanout-clients", type=int, default=500)
     parser.add_argument("--fanouts", type=int, default=80)
     parser.add_argument("--patience", type=float, default=5.0)
     parser.add_argument("--no-pin", action="store_true")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("rev", help="the git revision to compare with")
+    parser.add_argument("--idle-clients", type=int, default=1000, help="0: no memory")
+    add_measure_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -218,10 +235,11 @@ def main(argv=None):
     prepare_fanout(fanout_options)  # cores, open files, the load generator's ws
     options.server_cpu, options.load_cpu = fanout_options.server_cpu, fanout_options.load_cpu
     worktree = Worktree(options.rev)
+    variants = {"this": Variant(), "base": Variant(env=worktree.env)}
     try:
-        rates = compare_round_trips(options, worktree.env)
-        kib = compare_idle_memory(options, worktree.env) if options.idle_clients else {}
-        times = compare_fanouts(options, worktree.env)
+        rates = compare_round_trips(options, variants)
+        kib = compare_idle_memory(options, variants) if options.idle_clients else {}
+        times = compare_fanouts(options, variants)
     finally:
         worktree.remove()
     print(report(worktree.commit, rates, kib, times, options))

@@ -13,12 +13,18 @@
 //   {"op": "answer", "event": "question", "args": [...]}    ack the server's
 //                                                           "question" with args
 //   {"op": "status"}                                        report the transport
+//   {"op": "drop"}                                          close the transport, as a
+//                                                           network drop (with
+//                                                           "reconnection": true in
+//                                                           the options, it comes back)
+//   {"op": "drop", "away": 1500}                            ... and come back in 1.5 s
 //   {"op": "close"}                                         disconnect and exit
 //
 // and writes what happens on stdout, one JSON object per line:
 //
 //   {"type": "open", "transport": "polling"}          Engine.IO connection open
-//   {"type": "connect", "transport": "polling"}       namespace joined
+//   {"type": "connect", "transport": "polling",       namespace joined
+//    "id": "...", "recovered": false}
 //   {"type": "upgrade", "transport": "websocket"}
 //   {"type": "event", "event": "pong", "args": [...], "ack": false}
 //   {"type": "ack", "id": 7, "args": [...]}
@@ -86,6 +92,13 @@ function encode(value) {
 }
 
 const socketOptions = { path: options.path, reconnection: false };
+if (options.reconnection) {
+  // back at once after a drop (connection state recovery tests)
+  Object.assign(socketOptions, {
+    reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100,
+    randomizationFactor: 0,
+  });
+}
 if (options.transports) socketOptions.transports = options.transports;
 const socket = io(options.url, socketOptions);
 
@@ -102,7 +115,10 @@ socket.io.on("open", () => {
   });
 });
 socket.on("connect", () => {
-  output({ type: "connect", transport: transportName() });
+  output({
+    type: "connect", transport: transportName(), id: socket.id,
+    recovered: Boolean(socket.recovered),
+  });
 });
 socket.on("connect_error", (error) => {
   output({ type: "connect_error", message: String(error && error.message) });
@@ -131,6 +147,19 @@ function emit(command) {
   });
 }
 
+// Close the Engine.IO transport without a goodbye, as a lost network does:
+// socket.io-client reconnects by itself (or after "away" ms).
+function drop(command) {
+  if (command.away) {
+    socket.io.reconnection(false);
+    setTimeout(() => {
+      socket.io.reconnection(true);
+      socket.connect();
+    }, command.away);
+  }
+  socket.io.engine.close();
+}
+
 function run(command) {
   switch (command.op) {
     case "emit":
@@ -140,6 +169,8 @@ function run(command) {
     case "answer":
       answers[command.event] = command.args || [];
       return undefined;
+    case "drop":
+      return drop(command);
     case "status":
       return output({ type: "status", connected: socket.connected, transport: transportName() });
     case "close":

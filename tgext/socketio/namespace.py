@@ -169,6 +169,11 @@ class BaseNamespace:
     #: whether the class publishes through the app's pub/sub hub, which
     #: must then be one for every process (``workers = N``): PubSub's
     _tgsio_shares_hub = False
+    #: whether this client recovered its connection state (its transport
+    #: dropped and it came back within ``socketio.connection_state_recovery``
+    #: seconds: same sid, rooms, session, subscriptions; see
+    #: :doc:`/recovery`); set before ``initialize``
+    recovered = False
 
     def __init__(self, environ, ns_name, request=None):
         self.environ = environ

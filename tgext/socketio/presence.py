@@ -31,6 +31,10 @@ HEARTBEAT = 10
 class LocalPresence:
     """Presence in one process: python-socketio's manager already knows it."""
 
+    #: with connection state recovery, ``(namespace, room) -> sids`` of the
+    #: clients dropped within their window, still counted
+    lingering = None
+
     def __init__(self, manager):
         self._manager = manager
 
@@ -45,11 +49,14 @@ class LocalPresence:
 
     def participants(self, namespace, room=None):
         connecting = self._manager.connecting  # not accepted (yet)
-        return sorted(
+        sids = {
             sid
             for sid, _eio_sid in self._manager.get_participants(namespace, room)
             if sid not in connecting
-        )
+        }
+        if self.lingering is not None:
+            sids.update(self.lingering(namespace, room))
+        return sorted(sids)
 
     def close(self):
         pass
@@ -62,6 +69,10 @@ class RedisPresence:
         python-socketio's ``RedisManager`` takes).
     :param channel: ``socketio.channel``, which prefixes every key.
     """
+
+    #: not needed here: a dropped client's memberships stay (and are
+    #: renewed) until the engine forgets it, when its window is over
+    lingering = None
 
     def __init__(self, url, channel):
         self._redis = python_socketio.redis_client(

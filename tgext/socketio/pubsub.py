@@ -122,6 +122,9 @@ class PubSubTGNamespace(SocketIOTGNamespace):
             return False
         if channel not in self._tgsio_subscriptions.values():
             self._tgsio_pubsub_hub().unsubscribe(channel, self)
+            recovery = self._tgsio.engine.recovery
+            if recovery is not None:
+                recovery.unsubscribed(self, channel)
         return channel
 
     # -- what the server calls ------------------------------------------------
@@ -185,11 +188,14 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         hub = self._tgsio_pubsub_hub()
         previous = self._tgsio_subscriptions.get(key)
         self._tgsio_subscriptions[key] = channel
+        recovery = self._tgsio.engine.recovery
         if hub.subscribe(channel, self, self._tgsio_presence_entry(channel)):
             # read before the ack (sent when this handler returns), sent after
             snapshot = hub.snapshot(channel, self)
             if snapshot is not None:
                 self.spawn(hub.catch_up, channel, self, snapshot)
+        elif recovery is not None:
+            recovery.subscribed(self, channel)
         if previous not in (None, channel) and (
             previous not in self._tgsio_subscriptions.values()
         ):
@@ -199,9 +205,12 @@ class PubSubTGNamespace(SocketIOTGNamespace):
         channels = set(self._tgsio_subscriptions.values())
         self._tgsio_subscriptions.clear()
         hub = self._tgsio.hub
-        if hub is not None:
-            for channel in channels:
+        recovery = self._tgsio.engine.recovery
+        for channel in channels:
+            if hub is not None:
                 hub.unsubscribe(channel, self)
+            if recovery is not None:
+                recovery.unsubscribed(self, channel)
 
     def presence_meta(self, channel):
         """What this client's meta shows in ``channel``'s presence besides its

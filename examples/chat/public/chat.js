@@ -41,12 +41,20 @@
   }
 
   socket.on("connect", function () {
+    if (socket.recovered) {
+      // connection state recovery: same room, and what was said meanwhile
+      // arrives now, in order
+      status.textContent = "connected (recovered)";
+      show("connection recovered", "presence");
+      return;
+    }
     status.textContent = "connected";
-    // subscriptions end with a connection: join the room again
+    // a new connection has no subscriptions: join the room again
     if (currentRoom !== null) { join(currentRoom); }
   });
   socket.on("disconnect", function () { status.textContent = "disconnected"; });
   // (message, channel, mark): mark.history for what was said before we came
+  // (with connection state recovery, a live one's last argument is its offset)
   socket.on("pubblication", function (message, channel, mark) {
     show("[" + message.room + "] " + message.nickname + ": " + message.text,
          mark && mark.history ? "history" : null);

@@ -198,6 +198,28 @@ class PubSubHub:
             )
         if last is not None:
             channel.history_sent[member] = _id_order(last)
+        recovery = member._tgsio.engine.recovery
+        if recovery is not None:
+            recovery.subscribed(member, name)
+
+    def hand_over(self, name, old, new):
+        """Let ``new`` take ``old``'s place in channel ``name``: its
+        subscription and presence entry, without a presence diff (a client
+        whose transport dropped, and the same client recovered). A catch-up
+        under way is not carried over: what it held is in the engine's
+        recovery log."""
+        channel = self._channels.get(name)
+        if channel is None:
+            return
+        members = channel.groups.get((old._tgsio.engine, old.ns_name))
+        if members is None or old not in members:
+            return
+        del members[old]
+        members[new] = None
+        channel.catching_up.pop(old, None)
+        channel.history_sent.pop(old, None)
+        if old in channel.present:
+            channel.present[new] = channel.present.pop(old)
 
     def unsubscribe(self, name, member):
         """Stop delivering channel ``name`` to ``member``; the last one ends it."""
@@ -322,18 +344,20 @@ class PubSubHub:
 
     @staticmethod
     def _send_envelope(members, engine, namespace, name, envelope):
-        if not members:
+        if not members and engine.recovery is None:
             return
         if envelope[0] == "m":
             engine.send_to_instances(
-                members, namespace, PUBLICATION_EVENT, (envelope[2], name)
+                members, namespace, PUBLICATION_EVENT, (envelope[2], name), name
             )
             return
         diff = {"joins": {}, "leaves": {}}
         diff["joins" if envelope[0] == "j" else "leaves"] = _presence_state(
             [envelope[1]]
         )
-        engine.send_to_instances(members, namespace, PRESENCE_DIFF_EVENT, (diff, name))
+        engine.send_to_instances(
+            members, namespace, PRESENCE_DIFF_EVENT, (diff, name), name
+        )
 
     def _tell_presence(self, name, kind, who):
         try:

@@ -83,6 +83,13 @@ def _count_or_off(value):
     return int(value)
 
 
+def _seconds_or_off(value):
+    """A positive number of seconds, or ``off`` (None)."""
+    if value is None or str(value).strip().lower() in ("off", "none", "", "0"):
+        return None
+    return _seconds(value)
+
+
 #: key, default, converter, what a value must be (for errors), help for the docs
 OPTIONS = (
     (
@@ -197,6 +204,33 @@ OPTIONS = (
         "meanwhile, and more memory goes back to the system after a wave of "
         "clients (see Bad input and limits, beside PYTHONMALLOC=malloc); "
         "unset or ``off``: never",
+    ),
+    (
+        "connection_state_recovery",
+        None,
+        _seconds_or_off,
+        "a positive number of seconds, or off",
+        "seconds a client whose transport dropped may come back with its sid, "
+        "rooms, session, PubSub subscriptions and the events it missed "
+        "(socket.io-client 4.6+ does it by itself; see Connection state "
+        "recovery); unset or ``off``: never, as Node's server",
+    ),
+    (
+        "recovery_max_events",
+        10000,
+        _positive_int,
+        "a positive whole number",
+        "with connection state recovery: events kept, per SocketIOController "
+        "and process, for dropped clients to get what they missed; a client "
+        "that missed older ones starts afresh",
+    ),
+    (
+        "recovery_max_bytes",
+        16 * 1024 * 1024,
+        _positive_int,
+        "a positive whole number of bytes",
+        "with connection state recovery: bytes of the events kept (encoded), "
+        "per SocketIOController and process",
     ),
     (
         "transports",

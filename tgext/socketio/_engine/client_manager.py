@@ -8,6 +8,7 @@ import types
 from urllib.parse import urlparse
 
 import socketio
+from engineio import packet as eio_packet
 
 from .._upstream import python_socketio
 from .._upstream.redis import disconnect_client
@@ -34,6 +35,79 @@ class _HoldingConnects:
         return ((sid, connecting.get(sid, eio_sid)) for sid, eio_sid in participants)
 
 
+class _RecordingEmits(socketio.Manager):
+    """A client manager whose emits to this process's clients go through
+    the engine's connection state recovery (:mod:`tgext.socketio._recovery`):
+    logged, offset appended.
+
+    It comes after a message queue's manager in the MRO, so it takes what
+    that one delivers here, from this process or another.
+    """
+
+    #: the engine's ConnectionStateRecovery
+    recovery = None
+
+    def emit(
+        self,
+        event,
+        data,
+        namespace,
+        room=None,
+        skip_sid=None,
+        callback=None,
+        to=None,
+        **kwargs,
+    ):
+        recovery = self.recovery
+        if recovery is None or callback:
+            # an event asking for an ack carries no offset (as Node's server)
+            return super().emit(
+                event,
+                data,
+                namespace,
+                room=room,
+                skip_sid=skip_sid,
+                callback=callback,
+                to=to,
+                **kwargs,
+            )
+        room = to or room
+        if isinstance(data, tuple):  # python-socketio's rule for data
+            args = list(data)
+        else:
+            args = [] if data is None else [data]
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        if room is None:
+            rooms = None
+        elif hasattr(room, "__len__") and not isinstance(room, str):
+            rooms = tuple(room)
+        else:
+            rooms = (room,)
+        # logged even with nobody here: a client dropped meanwhile missed it
+        parts = recovery.record(
+            namespace,
+            rooms,
+            None,
+            tuple(sid for sid in skip if sid is not None),
+            [event, *args],
+        )
+        if namespace not in self.rooms:
+            return
+        packets = [eio_packet.Packet(eio_packet.MESSAGE, part) for part in parts]
+        restoring = recovery.restoring
+        send = self.server.send_engineio_packet
+        for sid, eio_sid in self.get_participants(namespace, room):
+            if sid in skip or (restoring and sid in restoring):
+                continue
+            for packet in packets:
+                send(eio_sid, packet)
+
+    def enter_room(self, sid, namespace, room, eio_sid=None):
+        if self.recovery is not None:
+            self.recovery.entered(sid, room)
+        return super().enter_room(sid, namespace, room, eio_sid=eio_sid)
+
+
 class _Manager(_HoldingConnects, socketio.Manager):
     pass
 
@@ -43,6 +117,18 @@ class _RedisManager(_HoldingConnects, socketio.RedisManager):
 
 
 class _KombuManager(_HoldingConnects, socketio.KombuManager):
+    pass
+
+
+class _RecordingManager(_HoldingConnects, _RecordingEmits):
+    pass
+
+
+class _RecordingRedisManager(_HoldingConnects, socketio.RedisManager, _RecordingEmits):
+    pass
+
+
+class _RecordingKombuManager(_HoldingConnects, socketio.KombuManager, _RecordingEmits):
     pass
 
 
@@ -77,13 +163,16 @@ def redis_module_for(url):
 def client_manager(options):
     """The client manager of an engine with the parsed ``options``."""
     url = options["message_queue"]
+    recording = bool(options.get("connection_state_recovery"))
     if url is None:
-        return _Manager()
+        return _RecordingManager() if recording else _Manager()
     if is_redis_url(url):
         redis_module_for(url)
-        return _RedisManager(url, channel=options["channel"])
+        manager_class = _RecordingRedisManager if recording else _RedisManager
+        return manager_class(url, channel=options["channel"])
     try:
-        return _KombuManager(url, channel=options["channel"])
+        manager_class = _RecordingKombuManager if recording else _KombuManager
+        return manager_class(url, channel=options["channel"])
     except RuntimeError as error:  # kombu is not installed
         raise ConfigurationError(
             "socketio.message_queue = %s needs kombu (%s); install it, or use a "

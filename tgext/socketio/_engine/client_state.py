@@ -32,6 +32,7 @@ class ClientState:
         "leaving",
         "hub",
         "subscriptions",
+        "recovery",
     )
 
     def __init__(self, engine, sid, eio_sid, send_to, request_locals):
@@ -51,3 +52,6 @@ class ClientState:
         #: PubSub: the app's hub, and {key of subscribe's arguments: channel}
         self.hub = None
         self.subscriptions = None
+        #: its recoverable session (a RecoveryState), when the engine
+        #: recovers connection state
+        self.recovery = None

@@ -16,6 +16,11 @@ from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
 from .._config.keys import SESSION_TICKET_KEY
+from .._recovery.recovery import (
+    ConnectionStateRecovery,
+    as_engineio_packets,
+    take_over_sid,
+)
 from .._serving import clientlog
 from .._serving.clientlog import ConnectionLog, printable
 from .._serving.engineio_session import GuardedSocket
@@ -93,6 +98,27 @@ class SocketIOEngine(python_socketio.Server):
         #: what is sent to them
         self.manager.connecting = {}
         self.presence = presence_for(self.manager, options)
+        #: connection state recovery, when ``socketio.connection_state_recovery``
+        #: is set (:mod:`tgext.socketio._recovery`)
+        self.recovery = None
+        #: why a transport may drop and its client still come back
+        self.recoverable_reasons = frozenset(
+            (
+                self.reason.TRANSPORT_CLOSE,
+                self.reason.TRANSPORT_ERROR,
+                self.reason.PING_TIMEOUT,
+            )
+        )
+        if options["connection_state_recovery"]:
+            self.recovery = ConnectionStateRecovery(
+                self,
+                options["connection_state_recovery"],
+                options["recovery_max_events"],
+                options["recovery_max_bytes"],
+                options["ping_interval"] + options["ping_timeout"],
+            )
+            self.manager.recovery = self.recovery
+            self.presence.lingering = self.recovery.lingering
         #: channels one client may subscribe to in one PubSubTGNamespace, and
         #: rooms it may be in (RoomsMixin)
         self.max_subscriptions = options["max_subscriptions"]
@@ -126,6 +152,8 @@ class SocketIOEngine(python_socketio.Server):
                     wait=False, abort=True, reason=self.reason.SERVER_DISCONNECT
                 )
         self.eio.shutdown()
+        if self.recovery is not None:
+            self.recovery.close()
         self.presence.close()
         self._dispatcher.close()
         self.eio.end_background_tasks()
@@ -228,9 +256,15 @@ class SocketIOEngine(python_socketio.Server):
             )
             self._refuse_connect(eio_sid, namespace, INVALID_NAMESPACE_MESSAGE)
             return
-        # python-socketio 5.12-5.18: enters the namespace and the sid's room,
-        # returns the new sid (None: joined already)
-        sid = self.manager.connect(eio_sid, namespace)
+        restored = None
+        if self.recovery is not None:
+            restored, data = self._restorable(eio_sid, namespace, data)
+        if restored is not None:
+            sid = restored[0].sid
+        else:
+            # python-socketio 5.12-5.18: enters the namespace and the sid's
+            # room, returns the new sid (None: joined already)
+            sid = self.manager.connect(eio_sid, namespace)
         if sid is None:
             self._refuse_connect(eio_sid, namespace, "Unable to connect")
             return
@@ -238,9 +272,33 @@ class SocketIOEngine(python_socketio.Server):
         connecting = self.manager.connecting
         connecting[sid] = held.for_rooms
         try:
-            self._decide_connect(eio_sid, namespace, sid, data or None, held)
+            self._decide_connect(eio_sid, namespace, sid, data or None, held, restored)
         finally:
             connecting.pop(sid, None)
+            if restored is not None:
+                self.recovery.restoring.discard(sid)
+
+    def _restorable(self, eio_sid, namespace, data):
+        """The dropped client a CONNECT asks to recover, put back under its
+        sid in the namespace and its rooms, with where what it missed
+        starts: ``((dropped, start) or None, data without pid and offset)``."""
+        recovery = self.recovery
+        pid, offset, data = recovery.claim(data)
+        if pid is None:
+            return None, data
+        recovery.supersede(pid, namespace)
+        restored = recovery.take(
+            pid, offset, namespace, self._connections[eio_sid].environ
+        )
+        if restored is None:
+            return None, data
+        dropped = restored[0]
+        if not take_over_sid(
+            self.manager, eio_sid, namespace, dropped.sid, dropped.rooms
+        ):
+            recovery.end(dropped)
+            return None, data
+        return restored, data
 
     def _refuse_connect(self, eio_sid, namespace, message):
         self.send_packet(
@@ -257,8 +315,12 @@ class SocketIOEngine(python_socketio.Server):
             return self._disconnect_instance(*args)
         return self.not_handled
 
-    def _decide_connect(self, eio_sid, namespace, sid, auth, held):
-        """Run the namespace's connect hooks, then accept or refuse."""
+    def _decide_connect(self, eio_sid, namespace, sid, auth, held, restored=None):
+        """Run the namespace's connect hooks, then accept or refuse.
+
+        ``restored``: ``(dropped client, where what it missed starts)`` for
+        a client recovering its connection state.
+        """
         connection = self._connections[eio_sid]
         try:
             result = call_in_context(
@@ -269,6 +331,7 @@ class SocketIOEngine(python_socketio.Server):
                 sid,
                 auth,
                 held.for_namespace,
+                restored[0] if restored is not None else None,
             )
         except Exception:  # the boundary where user code (__init__, hooks) runs
             self.warn_about_client(
@@ -281,30 +344,42 @@ class SocketIOEngine(python_socketio.Server):
             )
             result = DENIED
         accepted = result is not False and not is_refusal(result)
+        instance = self._instances.get(sid)  # None if it failed to be made
         if self.manager.is_connected(sid, namespace):
+            reply = {"sid": sid}
+            if instance is not None and instance._tgsio.recovery is not None:
+                reply["pid"] = instance._tgsio.recovery.pid
             self.send_packet(
                 eio_sid,
-                self.packet_class(
-                    sio_packet.CONNECT, {"sid": sid}, namespace=namespace
-                ),
+                self.packet_class(sio_packet.CONNECT, reply, namespace=namespace),
             )
             self._pause_after_connect(eio_sid)
         if not self.manager.is_connected(sid, namespace):
             # The client left while recv_connect ran (it may yield): whatever
             # that hook started after the disconnect must not outlive it.
+            if restored is not None:
+                self.recovery.abandon(instance, restored[0])
             self._close(self._forget(sid))
             return
         # no greenlet switch from here on: nothing new can come in between
         self.manager.connecting.pop(sid, None)
+        if accepted and instance is not None and restored is not None:
+            dropped, start = restored
+            for parts in self.recovery.missed(instance, dropped, start):
+                for part in as_engineio_packets(parts):
+                    self.eio.send_packet(eio_sid, part)
+        elif restored is not None:
+            self.recovery.abandon(instance, restored[0])
         for packet, for_rooms in held.packets:
             if accepted or not for_rooms:
                 self.eio.send_packet(eio_sid, packet)
         held.packets.clear()
-        instance = self._instances.get(sid)  # None if it failed to be made
         if instance is not None:
             instance._tgsio.send_to = eio_sid
         if accepted and instance is not None:
             self.presence.add(namespace, None, sid)
+            if self.recovery is not None:
+                self.recovery.accepted(instance)
             self._dispatcher.start(instance)  # the events that came meanwhile
             return
         self._close(self._forget(sid))
@@ -347,10 +422,11 @@ class SocketIOEngine(python_socketio.Server):
             % (connection.refused_connects, namespace[:100]),
         )
 
-    def _open_instance(self, connection, namespace, sid, auth, send_to):
+    def _open_instance(self, connection, namespace, sid, auth, send_to, dropped=None):
         """Create the namespace instance for a client, then run its hooks.
 
         What the instance sends goes to ``send_to`` until it is accepted.
+        ``dropped``: the dropped client it recovers.
         """
         # "/" of an engine serving no namespace (python-socketio serves it
         # then, as Node's server always does) is a bare BaseNamespace
@@ -364,16 +440,37 @@ class SocketIOEngine(python_socketio.Server):
         instance.auth = auth
         connection.active_ns[namespace] = instance
         self._instances[sid] = instance
+        if self.recovery is not None:
+            if dropped is not None:
+                instance.session = connection.session
+                self.recovery.restore(instance, dropped)
+            else:
+                instance._tgsio.recovery = self.recovery.new_state()
         instance.__init__(connection.environ, namespace, request=connection.request)
         instance.initialize()
         return instance.process_packet({"type": "connect", "endpoint": namespace})
 
-    def _forget(self, sid):
+    def instance_of(self, sid):
+        """The namespace instance of Socket.IO sid ``sid``, or ``None``."""
+        return self._instances.get(sid)
+
+    def drop_connection(self, eio_sid):
+        """End the Engine.IO session ``eio_sid`` as a transport that closed."""
+        socket = self.eio.sockets.pop(eio_sid, None)
+        if socket is not None:
+            socket.close(wait=False, abort=True, reason=self.reason.TRANSPORT_CLOSE)
+
+    def _forget(self, sid, kept=False):
+        """Take ``sid``'s instance out of the engine; ``kept``: its client
+        may recover, and stays in presence for the window."""
         instance = self._instances.pop(sid, None)
         if instance is None:
             return None
         instance._tgsio.closed = True  # spawn() and emit() stop working
-        self.presence.forget(sid)
+        if self.recovery is not None:
+            self.recovery.forget(instance)
+        if not kept:
+            self.presence.forget(sid)
         instance._tgsio.inbox.clear()  # events not handled yet are dropped
         connection = self._connections.get(instance._tgsio.eio_sid)
         if connection is not None:
@@ -386,7 +483,14 @@ class SocketIOEngine(python_socketio.Server):
             instance._tgsio_release()
 
     def _disconnect_instance(self, sid, reason=None):
-        instance = self._forget(sid)
+        kept = False
+        if self.recovery is not None:
+            instance = self._instances.get(sid)
+            if instance is not None:
+                kept = self.recovery.keep(
+                    instance, reason, self.manager.get_rooms(sid, instance.ns_name)
+                )
+        instance = self._forget(sid, kept)
         if instance is None:
             return
         try:
@@ -506,6 +610,14 @@ class SocketIOEngine(python_socketio.Server):
         if callback is not None:
             callback = functools.partial(self._run_callback, instance, callback)
             ack_id = python_socketio.new_ack_id(self.manager, sid, callback)
+        elif self.recovery is not None:
+            parts = self.recovery.record(
+                instance.ns_name, (sid,), None, (), [event, *args]
+            )
+            if instance._tgsio.recovery.restoring:
+                return  # sent from the log once the client is recovered
+            self._send_parts(instance._tgsio.send_to, parts)
+            return
         self.send_socketio_packet(
             instance._tgsio.send_to,
             sio_packet.EVENT,
@@ -535,13 +647,36 @@ class SocketIOEngine(python_socketio.Server):
         else:
             session.send_message(encoded)
 
-    def send_to_instances(self, instances, namespace, event, args):
-        """Send one event to several instances of ``namespace``, encoded once."""
-        encoded = self.packet_class(
-            sio_packet.EVENT, namespace=namespace, data=[event, *args]
-        ).encode()
-        if not isinstance(encoded, list):
-            encoded = [encoded]
+    def _send_parts(self, eio_sid, parts):
+        """Send a Socket.IO packet's encoded ``parts`` to one Engine.IO session."""
+        session = self.eio.sockets.get(eio_sid) if len(parts) == 1 else None
+        if isinstance(session, GuardedSocket) and not session.closed:
+            session.send_message(parts[0])
+            return
+        for part in as_engineio_packets(parts):
+            self.eio.send_packet(eio_sid, part)
+
+    def send_to_instances(self, instances, namespace, event, args, channel=None):
+        """Send one event to several instances of ``namespace``, encoded once.
+
+        :param channel: the PubSub channel whose subscribers they are, if
+            they are: what a recovering client missed is found by it.
+        """
+        if self.recovery is not None:
+            rooms = (
+                None
+                if channel is not None
+                else tuple(instance._tgsio.sid for instance in instances)
+            )
+            encoded = self.recovery.record(
+                namespace, rooms, channel, (), [event, *args]
+            )
+        else:
+            encoded = self.packet_class(
+                sio_packet.EVENT, namespace=namespace, data=[event, *args]
+            ).encode()
+            if not isinstance(encoded, list):
+                encoded = [encoded]
         eio_packets = [eio_packet.Packet(eio_packet.MESSAGE, part) for part in encoded]
         for instance in instances:
             if instance._tgsio.closed:

@@ -1,0 +1,64 @@
+"""What connection state recovery costs: ``.venv/bin/python bench/recovery.py``.
+
+With ``socketio.connection_state_recovery`` on, every event a server sends is
+logged (once, however many clients it goes to) and carries its offset. This
+measures, in one run and interleaved, the same figures as ``bench/versus.py``
+with recovery on (120 s) against off, on this checkout:
+
+* WebSocket round trips per second of the ping-pong example (its ``pong`` is
+  sent to one client: logged, offset appended) with 50 and 500 clients;
+* the time for one message to reach 500 WebSocket clients, by
+  ``broadcast_event`` (the client manager's emit) and by ``publish`` (the
+  pub/sub hub's fan-out), each logged once.
+
+It prints each figure for both and their ratio (on / off): above 1 is faster
+for round trips, slower for fan-out times.
+"""
+
+import argparse
+
+from fanout import prepare as prepare_fanout
+from versus import (
+    Variant,
+    add_measure_arguments,
+    compare_fanouts,
+    compare_round_trips,
+    report,
+)
+
+VARIANTS = {
+    "on": Variant("tgext-recovery", fanout_args=["--recovery", "120"]),
+    "off": Variant("tgext"),
+}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_measure_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    options = parse_args(argv)
+    fanout_options = argparse.Namespace(
+        no_pin=options.no_pin, clients=options.fanout_clients * 2
+    )
+    prepare_fanout(fanout_options)  # cores, open files, the load generator's ws
+    options.server_cpu, options.load_cpu = fanout_options.server_cpu, fanout_options.load_cpu
+    rates = compare_round_trips(options, VARIANTS)
+    times = compare_fanouts(options, VARIANTS)
+    print(
+        report(
+            "off",
+            rates,
+            {},
+            times,
+            options,
+            names=("on", "off"),
+            title="connection state recovery on against off (medians; ratio on/off)",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

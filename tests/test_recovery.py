@@ -1,0 +1,374 @@
+"""Connection state recovery, driven by the official socket.io-client 4.x
+(node) with its own recovery logic, against a real server: a client whose
+transport drops comes back with its sid, rooms, session, channel
+subscriptions and every event it missed, exactly once, in order."""
+
+import json
+
+import gevent
+import pytest
+import websocket
+
+from tgext.socketio import BaseNamespace, RoomsMixin
+from tgext.socketio._engine.runtime import runtime_of
+from tgext.socketio.pubsub import PubSubTGNamespace
+
+from .jsclient import JsClient
+
+#: a short window, so that the tests that wait for its end are quick
+WINDOW = 2
+RECOVERY = {
+    "socketio.connection_state_recovery": str(WINDOW),
+    "socketio.ping_interval": "1",
+    "socketio.ping_timeout": "1",
+}
+
+#: (recovered, session seen) at each recv_connect
+CONNECTS = []
+
+
+class Chat(RoomsMixin, BaseNamespace):
+    def recv_connect(self):
+        CONNECTS.append((self.recovered, dict(self.session)))
+        self.session.setdefault("connects", 0)
+        self.session["connects"] += 1
+
+    def on_join(self, room):
+        return self.join(room)
+
+    def on_send(self, room, number):
+        self.emit_to_room(room, "msg", number)
+
+    def on_name(self, name):
+        self.session["name"] = name
+
+    def on_whoami(self):
+        return self.session.get("name"), self.recovered, self.session["connects"]
+
+    def on_participants(self, room=None):
+        return self.participants(room)
+
+    def on_echo(self, value):
+        self.emit("echo", value)
+        return value
+
+
+class News(PubSubTGNamespace):
+    def subscribe_news(self):
+        return True
+
+    def on_publish(self, number):
+        self.publish("news", number)
+
+    def on_mine(self):
+        return self.subscriptions()
+
+
+@pytest.fixture(autouse=True)
+def _reset_connects():
+    del CONNECTS[:]
+
+
+@pytest.fixture
+def clients(live_server):
+    made = []
+
+    def connect(server, namespace="/chat", transport="websocket", reconnection=True):
+        transports = None if transport == "upgrade" else [transport]
+        client = JsClient(
+            server.url + namespace, transports, server.resource, reconnection
+        )
+        made.append(client)
+        connected = client.wait(lambda m: m["type"] in ("connect", "connect_error"))
+        assert connected["type"] == "connect", connected
+        return client
+
+    yield connect
+    for client in made:
+        client.close()
+
+
+def room_pair(server, clients):
+    """A member that reconnects by itself and a sender, both in the room
+    ``room``: ``(member, sender, the member's first connect)``."""
+    member = clients(server)
+    sender = clients(server, reconnection=False)
+    first = member.wait_for_type("connect", seen=True)
+    assert member.call("join", "room") == [True]
+    assert sender.call("join", "room") == [True]
+    return member, sender, first
+
+
+def engine_of(server):
+    (engine,) = runtime_of(server.app_config).engines
+    return engine
+
+
+def drop_from_server(server, client, namespace="/chat"):
+    """Close the client's transport on the server's side, as a lost network
+    found by the server (whatever the transport)."""
+    engine = engine_of(server)
+    sid = client.wait_for_type("connect", seen=True)["id"]
+    eio_sid = engine.manager.eio_sid_from_sid(sid, namespace)
+    assert eio_sid is not None
+    engine.drop_connection(eio_sid)
+
+
+def reconnected(client, timeout=10):
+    """The client's next connect after a drop."""
+    client.wait(lambda m: m["type"] == "disconnect", timeout)
+    return client.wait_for_type("connect", timeout)
+
+
+def received(client, event="msg"):
+    """The arguments of every ``event`` the client reported so far."""
+    client.pending_lines()
+    return client.events(event)
+
+
+def messages(client, event="msg"):
+    return [args[0] for args in received(client, event)]
+
+
+def offsets(client, event="msg"):
+    return [args[-1] for args in client.events(event)]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling", "upgrade"])
+def test_a_room_member_gets_the_100_events_it_missed_once_in_order(
+    serve, clients, wait_for, transport
+):
+    server = serve({"chat": Chat}, config=RECOVERY)
+    member = clients(server, transport=transport)
+    sender = clients(server, reconnection=False)
+    first = member.wait_for_type("connect", seen=True)
+    assert member.call("join", "room") == [True]
+    assert sender.call("join", "room") == [True]
+    member.call("name", "ann")
+    for number in range(30):
+        sender.emit("send", "room", number)
+    wait_for(lambda: len(received(member)) == 30)
+    drop_from_server(server, member)
+    for number in range(30, 100):
+        sender.emit("send", "room", number)
+    back = reconnected(member)
+    assert back["recovered"] is True
+    assert back["id"] == first["id"]
+    wait_for(lambda: len(received(member)) >= 100)
+    gevent.sleep(0.3)  # nothing more arrives
+    assert messages(member) == list(range(100))
+    assert len(set(offsets(member))) == 100
+    assert member.call("whoami") == ["ann", True, 2]
+    assert CONNECTS[-1][0] is True
+    # still in the room, under the same sid: what is sent now arrives once
+    sender.emit("send", "room", 100)
+    wait_for(lambda: messages(member)[-1:] == [100])
+
+
+def test_a_client_that_stays_away_longer_than_the_window_starts_afresh(
+    serve, clients, wait_for
+):
+    server = serve({"chat": Chat}, config=RECOVERY)
+    member = clients(server)
+    first = member.wait_for_type("connect", seen=True)
+    member.call("join", "room")
+    member.call("name", "ann")
+    member.send("drop", away=int((WINDOW + 1.5) * 1000))
+    back = reconnected(member, timeout=WINDOW + 10)
+    assert back["recovered"] is False
+    assert back["id"] != first["id"]
+    assert member.call("whoami") == [None, False, 1]
+    engine = engine_of(server)
+    assert engine.recovery.dropped == {}
+
+
+def test_off_by_default_no_pid_no_offsets(serve, clients):
+    server = serve({"chat": Chat}, config={"socketio.ping_interval": "1"})
+    member = clients(server)
+    first = member.wait_for_type("connect", seen=True)
+    member.call("echo", "x")
+    assert member.events("echo") == [["x"]]
+    member.send("drop")
+    back = reconnected(member)
+    assert back["recovered"] is False
+    assert back["id"] != first["id"]
+    assert engine_of(server).recovery is None
+
+
+def test_every_event_but_acks_carries_its_offset(serve, clients):
+    server = serve({"chat": Chat}, config=RECOVERY)
+    member = clients(server)
+    assert member.call("echo", "x") == ["x"]  # the ack: no offset
+    (echo,) = member.events("echo")
+    assert echo[0] == "x" and echo[1].isdigit()
+
+
+def test_a_client_that_received_no_event_yet_recovers(serve, clients, wait_for):
+    server = serve({"chat": Chat}, config=RECOVERY)
+    member, sender, first = room_pair(server, clients)
+    sender.emit("send", "elsewhere", -1)  # offsets move on, not for it
+    member.send("drop", away=300)
+    wait_for(lambda: engine_of(server).recovery.dropped)
+    for number in range(5):
+        sender.emit("send", "room", number)
+    back = reconnected(member)
+    assert (back["recovered"], back["id"]) == (True, first["id"])
+    wait_for(lambda: len(received(member)) >= 5)
+    gevent.sleep(0.2)
+    assert messages(member) == list(range(5))
+
+
+def test_three_drops_in_a_row_recover_each_time(serve, clients, wait_for):
+    server = serve({"chat": Chat}, config=RECOVERY)
+    member, sender, first = room_pair(server, clients)
+    number = 0
+    for _drop in range(3):
+        for _ in range(10):
+            sender.emit("send", "room", number)
+            number += 1
+        member.send("drop", away=200)
+        for _ in range(10):
+            sender.emit("send", "room", number)
+            number += 1
+        back = reconnected(member)
+        assert (back["recovered"], back["id"]) == (True, first["id"])
+    wait_for(lambda: len(received(member)) >= number)
+    gevent.sleep(0.2)
+    assert messages(member) == list(range(number))
+    assert member.call("whoami")[1:] == [True, 4]
+
+
+def test_subscriptions_and_missed_publications_come_back(serve, clients, wait_for):
+    server = serve({"news": News}, config=RECOVERY)
+    reader = clients(server, "/news")
+    writer = clients(server, "/news", reconnection=False)
+    assert reader.call("subscribe", "news") == ["news"]
+    writer.emit("publish", 0)
+    wait_for(lambda: len(received(reader, "pubblication")) == 1)
+    drop_from_server(server, reader, "/news")
+    for number in range(1, 21):
+        writer.emit("publish", number)
+    back = reconnected(reader)
+    assert back["recovered"] is True
+    wait_for(lambda: len(received(reader, "pubblication")) >= 21)
+    gevent.sleep(0.2)
+    assert [args[0] for args in reader.events("pubblication")] == list(range(21))
+    assert reader.call("mine") == [["news"]]
+    writer.emit("publish", 21)
+    wait_for(lambda: received(reader, "pubblication")[-1][0] == 21)
+
+
+def test_a_dropped_client_stays_in_presence_until_its_window_ends(
+    serve, clients, wait_for
+):
+    server = serve({"chat": Chat}, config=RECOVERY)
+    member = clients(server, reconnection=False)
+    watcher = clients(server, reconnection=False)
+    member_sid = member.wait_for_type("connect", seen=True)["id"]
+    member.call("join", "room")
+    member.send("drop")
+    engine = engine_of(server)
+    wait_for(lambda: engine.recovery.dropped)
+    assert member_sid in watcher.call("participants", "room")[0]
+    assert member_sid in watcher.call("participants")[0]
+    wait_for(lambda: not engine.recovery.dropped, timeout=WINDOW + 3)
+    assert member_sid not in watcher.call("participants", "room")[0]
+    assert member_sid not in watcher.call("participants")[0]
+
+
+def test_what_is_kept_returns_to_nothing_after_the_window(serve, clients, wait_for):
+    server = serve({"chat": Chat}, config=RECOVERY)
+    member = clients(server, reconnection=False)
+    sender = clients(server, reconnection=False)
+    member.call("join", "room")
+    sender.call("join", "room")
+    member.send("drop")
+    engine = engine_of(server)
+    wait_for(lambda: engine.recovery.dropped)
+    for number in range(50):
+        sender.emit("send", "room", number)
+    sender.call("echo", "sync")
+    assert len(engine.recovery.log) > 50
+    # the window, then the ping interval and timeout the log also covers
+    wait_for(
+        lambda: not engine.recovery.dropped and not len(engine.recovery.log),
+        timeout=WINDOW + 2 + 4,
+    )
+    assert engine.recovery.log.bytes == 0
+    assert list(engine.recovery.live) == [
+        engine.instance_of(sid)._tgsio.recovery.pid for sid in list(engine._instances)
+    ]
+
+
+# -- by hand, frame by frame: what the wire carries ------------------------------
+
+
+def raw_join(server, namespace="/chat", auth=None):
+    """A WebSocket joined to ``namespace`` with ``auth`` in its CONNECT:
+    ``(socket, the CONNECT reply's data)``."""
+    url = server.url.replace("http", "ws") + "/socketio/?EIO=4&transport=websocket"
+    sock = websocket.create_connection(url, timeout=5)
+    assert sock.recv().startswith('0{"sid":')
+    sock.send("40%s,%s" % (namespace, json.dumps(auth) if auth is not None else ""))
+    reply = sock.recv()
+    assert reply.startswith("40%s," % namespace), reply
+    return sock, json.loads(reply[len("40%s," % namespace) :])
+
+
+def test_the_connect_reply_carries_a_pid_only_with_recovery_on(serve):
+    with_recovery = serve({"chat": Chat}, config=RECOVERY)
+    without = serve({"chat": Chat})
+    sock, reply = raw_join(with_recovery)
+    assert set(reply) == {"sid", "pid"}
+    sock.close()
+    sock, reply = raw_join(without)
+    assert set(reply) == {"sid"}
+    sock.close()
+
+
+def test_a_client_back_before_its_drop_was_seen_takes_its_session_over(serve, wait_for):
+    server = serve({"chat": Chat}, config=RECOVERY)
+    old, first = raw_join(server)
+    old.send('42/chat,["name","ann"]')
+    new, second = raw_join(server, auth={"pid": first["pid"]})
+    assert second == first  # same sid, same pid
+    new.send('42/chat,1["whoami"]')
+    assert new.recv() == '43/chat,1["ann",true,2]'
+    # the old connection was dropped for it
+    with pytest.raises(websocket.WebSocketConnectionClosedException):
+        while True:
+            old.recv()
+    new.close()
+
+
+def test_a_bad_pid_or_offset_gives_a_fresh_session_never_an_error(serve):
+    server = serve({"chat": Chat}, config=RECOVERY)
+    sock, first = raw_join(server)
+    for auth in (
+        {"pid": "nobody"},
+        {"pid": 12},
+        {"pid": first["pid"], "offset": "not an offset"},
+    ):
+        other, reply = raw_join(server, auth=auth)
+        assert reply["sid"] != first["sid"] and reply["pid"] != first["pid"]
+        other.close()
+    sock.close()
+
+
+class RefusingRecovered(Chat):
+    def recv_connect(self):
+        super().recv_connect()
+        return not self.recovered
+
+
+def test_a_recovered_client_refused_by_recv_connect_is_gone(serve, clients, wait_for):
+    server = serve({"chat": RefusingRecovered}, config=RECOVERY)
+    member = clients(server)
+    member.call("join", "room")
+    member.send("drop")
+    engine = engine_of(server)
+    reconnected(member)  # its CONNECT, then the refusal
+    gone = member.wait(lambda m: m["type"] == "disconnect")
+    assert gone["reason"] == "io server disconnect"
+    assert engine.recovery.dropped == {}
+    assert engine.presence.participants("/chat", "room") == []
