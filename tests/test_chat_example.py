@@ -83,6 +83,35 @@ def test_two_processes_on_one_redis_keep_each_room_to_itself(chat, own_redis, br
         assert page.events("Runtime.exceptionThrown") == []
 
 
+def test_a_page_whose_connection_drops_gets_what_was_said_meanwhile(chat, browser):  # noqa: F811
+    """Connection state recovery, on in the example: the page's transport
+    closes as a lost network does; it comes back in the same room, and what
+    was said meanwhile shows, once, in order."""
+    url, _process = chat(BACKEND="memory", REDIS_PORT=str(free_port()))
+    alice = browser(url + "/")
+    enter(alice, "alice", "lobby")
+    bob = browser(url + "/")
+    enter(bob, "bob", "lobby")
+    first_id = alice.evaluate("window.chatSocket.id")
+    alice.evaluate("void window.chatSocket.io.engine.close()")
+    alice.wait_until("document.getElementById('status').textContent === 'disconnected'")
+    for number in range(3):
+        say(bob, "missed %d" % number)
+    alice.wait_until(
+        "document.getElementById('status').textContent === 'connected (recovered)'",
+        timeout=10,
+    )
+    alice.wait_until("%s.includes('[lobby] bob: missed 2')" % MESSAGES)
+    said = [line for line in alice.evaluate(MESSAGES) if line.startswith("[lobby] bob:")]
+    assert said == ["[lobby] bob: missed %d" % number for number in range(3)]
+    assert alice.evaluate("window.chatSocket.id") == first_id
+    assert alice.evaluate("document.getElementById('room').textContent") == "lobby"
+    say(alice, "back")
+    bob.wait_until("%s.includes('[lobby] alice: back')" % MESSAGES)
+    for page in (alice, bob):
+        assert page.events("Runtime.exceptionThrown") == []
+
+
 def connect(url):
     client = socketio.Client()
     client.connect(url, namespaces=["/chat"], socketio_path="socketio",

@@ -7,6 +7,8 @@ import json
 
 import gevent
 import pytest
+import redis
+import socketio
 import websocket
 
 from tgext.socketio import BaseNamespace, RoomsMixin
@@ -14,6 +16,7 @@ from tgext.socketio._engine.runtime import runtime_of
 from tgext.socketio.pubsub import PubSubTGNamespace
 
 from .jsclient import JsClient
+from .test_server_runner import gearbox  # noqa: F401 (a fixture)
 
 #: a short window, so that the tests that wait for its end are quick
 WINDOW = 2
@@ -63,10 +66,20 @@ class News(PubSubTGNamespace):
     def on_mine(self):
         return self.subscriptions()
 
+    def on_members(self):
+        return self.channel_members("board")
+
+
+#: raw WebSockets a test opened (closed after it, whatever happened)
+RAW_SOCKETS = []
+
 
 @pytest.fixture(autouse=True)
 def _reset_connects():
     del CONNECTS[:]
+    yield
+    while RAW_SOCKETS:
+        RAW_SOCKETS.pop().close()
 
 
 @pytest.fixture
@@ -308,6 +321,7 @@ def raw_join(server, namespace="/chat", auth=None):
     ``(socket, the CONNECT reply's data)``."""
     url = server.url.replace("http", "ws") + "/socketio/?EIO=4&transport=websocket"
     sock = websocket.create_connection(url, timeout=5)
+    RAW_SOCKETS.append(sock)
     assert sock.recv().startswith('0{"sid":')
     sock.send("40%s,%s" % (namespace, json.dumps(auth) if auth is not None else ""))
     reply = sock.recv()
@@ -372,3 +386,190 @@ def test_a_recovered_client_refused_by_recv_connect_is_gone(serve, clients, wait
     assert gone["reason"] == "io server disconnect"
     assert engine.recovery.dropped == {}
     assert engine.presence.participants("/chat", "room") == []
+
+
+# -- across processes, through Redis ----------------------------------------------
+
+
+def over_redis(own_redis, channel="recovery"):
+    return dict(
+        RECOVERY,
+        **{
+            "socketio.message_queue": own_redis.url,
+            "socketio.channel": channel,
+            "anypubsub.backend": "redis",
+            "anypubsub.host": own_redis.url,
+        },
+    )
+
+
+def raw_events(sock, count, name=None, timeout=5):
+    """The next ``count`` EVENT packets (named ``name``, if given) read from
+    a raw WebSocket, decoded."""
+    events = []
+    with gevent.Timeout(timeout, AssertionError("got only %r" % events)):
+        while len(events) < count:
+            frame = sock.recv()
+            if frame == "2":
+                sock.send("3")
+                continue
+            if frame.startswith("42/"):
+                event = json.loads(frame[frame.index(",") + 1 :])
+                if name is None or event[0] == name:
+                    events.append(event)
+    return events
+
+
+def test_a_client_recovers_on_another_server_sharing_redis(own_redis, serve, wait_for):
+    first = serve({"chat": Chat}, config=over_redis(own_redis))
+    second = serve({"chat": Chat}, config=over_redis(own_redis))
+    member, joined = raw_join(first)
+    member.send('42/chat,1["join","room"]')
+    member.send('42/chat,2["name","ann"]')
+    sender, _ = raw_join(second)
+    sender.send('42/chat,1["join","room"]')
+    assert sender.recv() == "43/chat,1[true]"
+    sender.send('42/chat,["send","room",0]')
+    ((name, number, offset),) = raw_events(member, 1)
+    assert (name, number) == ("msg", 0)
+    member.close()  # dropped, on the first server
+    wait_for(lambda: engine_of(first).recovery.dropped)
+    for number in range(1, 21):
+        sender.send('42/chat,["send","room",%d]' % number)
+    back, reply = raw_join(second, auth={"pid": joined["pid"], "offset": offset})
+    assert reply == joined
+    missed = raw_events(back, 20)
+    assert [event[1] for event in missed] == list(range(1, 21))
+    back.send('42/chat,9["whoami"]')
+    frame = back.recv()
+    assert frame == '43/chat,9["ann",true,2]', frame
+    sender.send('42/chat,["send","room",21]')
+    assert raw_events(back, 1)[0][1] == 21
+    back.close()
+    sender.close()
+    # the first server let it go without a word: it is still here
+    wait_for(lambda: not engine_of(first).recovery.dropped, timeout=WINDOW + 3)
+    assert joined["sid"] in engine_of(second).presence.participants("/chat", "room")
+
+
+class Board(News):
+    channel_options = {"board": {"presence": True}}
+
+    def subscribe_board(self):
+        return True
+
+    def on_publish(self, number):
+        self.publish("board", number)
+
+
+def test_subscriptions_and_publications_recover_on_another_server(
+    own_redis, serve, wait_for
+):
+    first = serve({"news": Board}, config=over_redis(own_redis, "board"))
+    second = serve({"news": Board}, config=over_redis(own_redis, "board"))
+    reader, joined = raw_join(first, "/news")
+    reader.send('42/news,1["subscribe","board"]')
+    writer, _ = raw_join(second, "/news")
+    writer.send('42/news,1["subscribe","board"]')
+    assert writer.recv() == '43/news,1["board"]'
+    writer.send('42/news,2["publish",0]')
+    ((_name, _number, _channel, offset),) = raw_events(reader, 1, "pubblication")
+    reader.close()
+    wait_for(lambda: engine_of(first).recovery.dropped)
+    for number in range(1, 11):
+        writer.send('42/news,["publish",%d]' % number)
+    back, reply = raw_join(
+        second, "/news", auth={"pid": joined["pid"], "offset": offset}
+    )
+    assert reply == joined
+    missed = raw_events(back, 10, "pubblication")
+    assert [event[1] for event in missed] == list(range(1, 11))
+    back.send('42/news,9["mine"]')
+    assert back.recv() == '43/news,9[["board"]]'
+    writer.send('42/news,["publish",11]')
+    assert raw_events(back, 1, "pubblication")[0][1] == 11
+    back.close()
+    writer.close()
+
+
+def test_a_client_of_two_worker_processes_recovers_on_either(
+    gearbox,  # noqa: F811 (the fixture imported above)
+    redis_server,
+    client_factory,
+    wait_for,
+):
+    """``workers = 2`` behind the runner's router, which hands each new
+    connection to the next process: the reconnect after a drop lands on
+    either, and the client recovers there, every time."""
+    server = gearbox(
+        server_extra="workers = 2",
+        extra="socketio.connection_state_recovery = 10\n"
+        "socketio.message_queue = %s\nsocketio.channel = workers-recovery\n"
+        "anypubsub.backend = redis\nanypubsub.host = %s" % (redis_server, redis_server),
+    )
+    server.wait_for_log("with 2 worker processes")
+    member = JsClient(
+        server.url + "/probe", ["websocket"], "/socketio", reconnection=True
+    )
+    try:
+        first = member.wait_for_type("connect", timeout=10)
+        assert member.call("join", "room", timeout=10) == [first["id"]]
+        sender = client_factory(socketio.Client(reconnection=False))
+        sender.connect(
+            server.url,
+            namespaces=["/probe"],
+            socketio_path="socketio",
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        processes = {member.call("whoami")[0]}
+        sent = 0
+        for _drop in range(6):
+            for _ in range(10):
+                sender.emit("to_room", ("room", sent), namespace="/probe")
+                sent += 1
+            member.send("drop")
+            for _ in range(10):
+                sender.emit("to_room", ("room", sent), namespace="/probe")
+                sent += 1
+            back = reconnected(member)
+            assert (back["recovered"], back["id"]) == (True, first["id"]), back
+            processes.add(member.call("whoami")[0])
+        assert len(processes) == 2  # it came back to the other process too
+        wait_for(lambda: len(received(member, "heard")) >= sent, timeout=10)
+        gevent.sleep(0.3)
+        assert [args[0] for args in received(member, "heard")] == list(range(sent))
+    finally:
+        member.close()
+
+
+def test_redis_holds_nothing_of_recovery_once_the_window_is_over(
+    own_redis, serve, wait_for
+):
+    config = over_redis(own_redis, "baseline")
+    first, second = (
+        serve({"chat": Chat}, config=config),
+        serve({"chat": Chat}, config=config),
+    )
+    redis_client = redis.Redis.from_url(own_redis.url)
+    try:
+        member, joined = raw_join(first)
+        member.send('42/chat,1["join","room"]')
+        member.send('42/chat,2["echo","x"]')  # one event: its offset
+        offset = raw_events(member, 1, "echo")[0][-1]
+        member.close()
+        stays_away, _ = raw_join(first)
+        stays_away.close()  # never comes back
+        wait_for(lambda: len(engine_of(first).recovery.dropped) == 2)
+        assert redis_client.keys("baseline:recovery:*")
+        back, reply = raw_join(second, auth={"pid": joined["pid"], "offset": offset})
+        assert reply == joined
+        back.close()  # dropped again: kept for the window, then gone
+        # the window, then the ping interval and timeout the stream covers
+        wait_for(
+            lambda: not redis_client.keys("baseline:recovery:*"), timeout=WINDOW + 2 + 6
+        )
+        assert not engine_of(first).recovery.dropped
+        assert not redis_client.keys("baseline:presence:*")
+    finally:
+        redis_client.close()

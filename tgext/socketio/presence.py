@@ -47,6 +47,9 @@ class LocalPresence:
     def forget(self, sid):
         pass
 
+    def drop_local(self, sid):
+        pass
+
     def participants(self, namespace, room=None):
         connecting = self._manager.connecting  # not accepted (yet)
         sids = {
@@ -109,6 +112,12 @@ class RedisPresence:
         for key in self._rooms_of.pop(sid, ()):
             self._drop_local(key, sid)
             self._queue("remove", key, sid)
+
+    def drop_local(self, sid):
+        """Stop renewing ``sid``'s memberships from this process, leaving them
+        in Redis: it recovered its connection on another process."""
+        for key in self._rooms_of.pop(sid, ()):
+            self._drop_local(key, sid)
 
     def participants(self, namespace, room=None):
         """The sids in ``namespace`` (or its ``room``), over every process."""

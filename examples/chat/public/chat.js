@@ -1,6 +1,7 @@
 // The page's client: socket.io-client 4.x, served from this app (no CDN).
 (function () {
   var socket = io("/chat", { path: "/socketio" });
+  window.chatSocket = socket;  // to play with from the browser's console
   var messages = document.getElementById("messages");
   var status = document.getElementById("status");
   var roomLabel = document.getElementById("room");

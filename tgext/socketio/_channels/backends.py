@@ -110,6 +110,16 @@ class LocalChannels:
     def presence_members(self, name):
         return list(self._present.get(name, {}).values())
 
+    def presence_keep(self, name, who):
+        self._present.setdefault(name, {})[who["sid"]] = who
+
+    def presence_release(self, name, who):
+        members = self._present.get(name)
+        if members is not None:
+            members.pop(who["sid"], None)
+            if not members:
+                del self._present[name]
+
     def close(self):
         self._history.clear()
         self._present.clear()
@@ -229,6 +239,21 @@ class RedisChannels:
         )
         return [_presence_entry(entry) for entry in entries]
 
+    def presence_keep(self, name, who):
+        """Renew ``who``'s entry in channel ``name`` from this process, as
+        if it had joined here (it is in Redis already)."""
+        self._present.setdefault(name, {})[_presence_member(who)] = who
+        if self._keeper is None or self._keeper.dead:
+            self._keeper = gevent.spawn(self._keep_presence)
+
+    def presence_release(self, name, who):
+        """Stop renewing ``who``'s entry from this process, leaving it in Redis."""
+        members = self._present.get(name)
+        if members is not None:
+            members.pop(_presence_member(who), None)
+            if not members:
+                del self._present[name]
+
     def _keep_presence(self):
         """Renew this process's presence entries every PRESENCE_HEARTBEAT
         seconds, and tell the leaves of entries their process stopped
@@ -255,7 +280,7 @@ class RedisChannels:
         for name, expired in zip(names, results[2::3]):
             for member in expired:
                 if self._client.zrem(PRESENCE_KEY_PREFIX + name, member) == 1:
-                    self.publish(name, json.dumps(["l", _presence_entry(member)]))
+                    self._hub.send_raw(name, json.dumps(["l", _presence_entry(member)]))
 
     def close(self):
         """End the reader and close its connection; a later ``listen`` starts anew."""

@@ -110,6 +110,10 @@ class PubSubHub:
         self.registry = ChannelRegistry()
         self._channels = {}  # channel name -> _Channel
         self._backend_channels = channels_for(self, backend)
+        #: with connection state recovery across processes, the stream that
+        #: carries every publication instead of the backend's pub/sub (set
+        #: by the app's runtime; see :mod:`tgext.socketio._recovery.stream`)
+        self.stream = None
         # an entry per channel: rebuilt small after a wave of clients left
         session_events.table(self, "_channels")
 
@@ -132,11 +136,7 @@ class PubSubHub:
             :meth:`catch_up`): it is new to a channel with history or
             presence, and what arrives for it waits until then.
         """
-        channel = self._channels.get(name)
-        if channel is None:
-            options = self.registry.options_for(name)
-            channel = self._channels[name] = _Channel(name, options)
-            self._backend_channels.listen(name)
+        channel = self._channel(name)
         key = (member._tgsio.engine, member.ns_name)
         members = channel.groups.setdefault(key, {})
         new = member not in members
@@ -150,6 +150,18 @@ class PubSubHub:
             channel.present[member] = who
             self._tell_presence(name, "j", who)
         return new and options is not None
+
+    def _channel(self, name):
+        """Channel ``name``, made (and listened to) if new."""
+        channel = self._channels.get(name)
+        if channel is None:
+            options = self.registry.options_for(name)
+            channel = self._channels[name] = _Channel(name, options)
+            if self.stream is not None:
+                channel.live.set()  # the stream brings every channel's traffic
+            else:
+                self._backend_channels.listen(name)
+        return channel
 
     def snapshot(self, name, member):
         """What a new subscriber of channel ``name`` is sent when it catches
@@ -193,8 +205,10 @@ class PubSubHub:
             if envelope[0] == "m" and last is not None and envelope[1] is not None:
                 if _id_order(envelope[1]) <= _id_order(last):
                     continue  # it came with the history already
-            self._send_envelope(
-                [member], member._tgsio.engine, member.ns_name, name, envelope
+            # to this member only (the others got it live)
+            event, args = _event_of(name, envelope)
+            member._tgsio.engine.send_to_instances(
+                [member], member.ns_name, event, args
             )
         if last is not None:
             channel.history_sent[member] = _id_order(last)
@@ -221,6 +235,50 @@ class PubSubHub:
         if old in channel.present:
             channel.present[new] = channel.present.pop(old)
 
+    def adopt(self, name, member, who=None):
+        """Make ``member`` a subscriber of channel ``name`` at once, with
+        its presence entry ``who`` kept (and renewed) here but not told: a
+        client recovering here that subscribed on another process, where it
+        is still in the channel's presence until that process lets it go
+        (:meth:`forget_member`)."""
+        channel = self._channel(name)
+        channel.groups.setdefault((member._tgsio.engine, member.ns_name), {})[
+            member
+        ] = None
+        options = channel.options
+        if who is not None and options is not None and options.presence:
+            channel.present[member] = who
+            try:
+                self._backend_channels.presence_keep(name, who)
+            except Exception as error:  # Redis away: the entry expires
+                log.debug("pub/sub channel %r: presence not kept: %s", name, error)
+
+    def forget_member(self, name, member):
+        """Let ``member`` go from channel ``name`` without telling presence
+        (it recovered on another process, which keeps its entry)."""
+        channel = self._channels.get(name)
+        if channel is None:
+            return
+        members = channel.groups.get((member._tgsio.engine, member.ns_name))
+        if members is not None:
+            members.pop(member, None)
+            if not members:
+                del channel.groups[(member._tgsio.engine, member.ns_name)]
+        channel.catching_up.pop(member, None)
+        channel.history_sent.pop(member, None)
+        who = channel.present.pop(member, None)
+        if who is not None:
+            self._backend_channels.presence_release(name, who)
+        if not channel.groups:
+            del self._channels[name]
+            if self.stream is None:
+                self._backend_channels.unlisten(name)
+
+    def presence_entry(self, name, member):
+        """``member``'s presence entry in channel ``name``, or ``None``."""
+        channel = self._channels.get(name)
+        return None if channel is None else channel.present.get(member)
+
     def unsubscribe(self, name, member):
         """Stop delivering channel ``name`` to ``member``; the last one ends it."""
         channel = self._channels.get(name)
@@ -240,7 +298,8 @@ class PubSubHub:
             self._tell_presence(name, "l", who)
         if not channel.groups:
             del self._channels[name]
-            self._backend_channels.unlisten(name)
+            if self.stream is None:
+                self._backend_channels.unlisten(name)
 
     def publish(self, name, message):
         """Send ``message`` (a JSON text) to every subscriber of channel ``name``.
@@ -261,12 +320,21 @@ class PubSubHub:
                     else None
                 )
                 message = '["m",%s,%s]' % (json.dumps(entry_id), message)
-            self._backend_channels.publish(name, message)
+            self.send_raw(name, message)
         except Exception as error:  # the backend's boundary (Redis away)
             raise PublishError(
                 "pub/sub backend refused a message for channel %r: %s: %s"
                 % (name, type(error).__name__, error)
             ) from error
+
+    def send_raw(self, name, raw):
+        """Send what channel ``name`` carries (an envelope's JSON) to every
+        process: over the recovery stream when there is one, else the
+        backend's pub/sub."""
+        if self.stream is not None:
+            self.stream.add([None, None, name, None, raw])
+        else:
+            self._backend_channels.publish(name, raw)
 
     def members(self, name):
         """Who is in channel ``name`` (a presence channel), over every
@@ -301,31 +369,24 @@ class PubSubHub:
         if channel is not None:
             channel.live.set()
 
-    def deliver(self, name, raw):
-        """Hand what came on channel ``name`` to its local subscribers."""
+    def deliver(self, name, raw, offset=None, engine=None):
+        """Hand what came on channel ``name`` to its local subscribers.
+
+        From the recovery stream: its ``offset``, and the ``engine`` whose
+        subscribers to serve (each engine reads the stream).
+        """
         channel = self._channels.get(name)
         if channel is None:
             return  # unsubscribed meanwhile
-        try:
-            decoded = json.loads(raw)
-            envelope = (
-                ("m", None, decoded) if channel.options is None else tuple(decoded)
-            )
-            if envelope[0] not in ("m", "j", "l") or len(envelope) != (
-                3 if envelope[0] == "m" else 2
-            ):
-                raise ValueError("an unknown envelope")
-        except (ValueError, TypeError, IndexError) as error:
-            log.warning(
-                "pub/sub channel %r: dropped a message that is not JSON (%s)",
-                name,
-                error,
-            )
+        envelope = self._envelope(channel, raw)
+        if envelope is None:
             return
         catching_up = channel.catching_up
         history_sent = channel.history_sent
         sent_already = _sent_as_history(history_sent, envelope) if history_sent else ()
-        for (engine, namespace), members in list(channel.groups.items()):
+        for (group_engine, namespace), members in list(channel.groups.items()):
+            if engine is not None and group_engine is not engine:
+                continue
             if catching_up or sent_already:
                 live = [
                     member
@@ -338,26 +399,44 @@ class PubSubHub:
                         waiting.append(envelope)
             else:
                 live = list(members)
-            self._send_envelope(live, engine, namespace, name, envelope)
+            self._send_envelope(live, group_engine, namespace, name, envelope, offset)
+
+    def event_of(self, name, raw):
+        """``(event, args)`` a subscriber of channel ``name`` gets for what
+        the channel carried (``raw``), or ``None``."""
+        envelope = self._envelope(self._channels.get(name), raw, name)
+        if envelope is None:
+            return None
+        return _event_of(name, envelope)
+
+    def _envelope(self, channel, raw, name=None):
+        options = (
+            channel.options if channel is not None else self.registry.options_for(name)
+        )
+        try:
+            decoded = json.loads(raw)
+            envelope = ("m", None, decoded) if options is None else tuple(decoded)
+            if envelope[0] not in ("m", "j", "l") or len(envelope) != (
+                3 if envelope[0] == "m" else 2
+            ):
+                raise ValueError("an unknown envelope")
+        except (ValueError, TypeError, IndexError) as error:
+            log.warning(
+                "pub/sub channel %r: dropped a message that is not JSON (%s)",
+                name if channel is None else channel.name,
+                error,
+            )
+            return None
+        return envelope
 
     # -- internals ----------------------------------------------------------------
 
     @staticmethod
-    def _send_envelope(members, engine, namespace, name, envelope):
+    def _send_envelope(members, engine, namespace, name, envelope, offset=None):
         if not members and engine.recovery is None:
             return
-        if envelope[0] == "m":
-            engine.send_to_instances(
-                members, namespace, PUBLICATION_EVENT, (envelope[2], name), name
-            )
-            return
-        diff = {"joins": {}, "leaves": {}}
-        diff["joins" if envelope[0] == "j" else "leaves"] = _presence_state(
-            [envelope[1]]
-        )
-        engine.send_to_instances(
-            members, namespace, PRESENCE_DIFF_EVENT, (diff, name), name
-        )
+        event, args = _event_of(name, envelope)
+        engine.send_to_instances(members, namespace, event, args, name, offset)
 
     def _tell_presence(self, name, kind, who):
         try:
@@ -367,7 +446,7 @@ class PubSubHub:
                 else self._backend_channels.presence_remove(name, who)
             )
             if changed:
-                self._backend_channels.publish(name, json.dumps([kind, who]))
+                self.send_raw(name, json.dumps([kind, who]))
         except Exception as error:  # Redis away: members expire on their own
             log.debug("pub/sub channel %r: presence not told: %s", name, error)
 
@@ -384,6 +463,16 @@ class PubSubHub:
         except Exception as error:  # Redis away: no history
             log.debug("pub/sub channel %r: history unavailable: %s", name, error)
             return []
+
+
+def _event_of(name, envelope):
+    """What a subscriber of channel ``name`` gets for ``envelope``:
+    ``(event, args)``."""
+    if envelope[0] == "m":
+        return PUBLICATION_EVENT, (envelope[2], name)
+    diff = {"joins": {}, "leaves": {}}
+    diff["joins" if envelope[0] == "j" else "leaves"] = _presence_state([envelope[1]])
+    return PRESENCE_DIFF_EVENT, (diff, name)
 
 
 def _presence_state(members):

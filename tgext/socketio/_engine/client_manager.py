@@ -35,17 +35,19 @@ class _HoldingConnects:
         return ((sid, connecting.get(sid, eio_sid)) for sid, eio_sid in participants)
 
 
-class _RecordingEmits(socketio.Manager):
-    """A client manager whose emits to this process's clients go through
-    the engine's connection state recovery (:mod:`tgext.socketio._recovery`):
-    logged, offset appended.
-
-    It comes after a message queue's manager in the MRO, so it takes what
-    that one delivers here, from this process or another.
-    """
+class _RecoveringManager(socketio.Manager):
+    """A client manager whose emits go through the engine's connection state
+    recovery (:mod:`tgext.socketio._recovery`), and that tells it when a
+    client enters a room. An emit asking for an ack passes untouched (it
+    carries no offset, as in Node's server)."""
 
     #: the engine's ConnectionStateRecovery
     recovery = None
+
+    def enter_room(self, sid, namespace, room, eio_sid=None):
+        if self.recovery is not None:
+            self.recovery.entered(sid, room)
+        return super().enter_room(sid, namespace, room, eio_sid=eio_sid)
 
     def emit(
         self,
@@ -59,8 +61,7 @@ class _RecordingEmits(socketio.Manager):
         **kwargs,
     ):
         recovery = self.recovery
-        if recovery is None or callback:
-            # an event asking for an ack carries no offset (as Node's server)
+        if recovery is None or callback or not self._recorded(kwargs):
             return super().emit(
                 event,
                 data,
@@ -71,26 +72,38 @@ class _RecordingEmits(socketio.Manager):
                 to=to,
                 **kwargs,
             )
-        room = to or room
         if isinstance(data, tuple):  # python-socketio's rule for data
             args = list(data)
         else:
             args = [] if data is None else [data]
         skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        if room is None:
-            rooms = None
-        elif hasattr(room, "__len__") and not isinstance(room, str):
-            rooms = tuple(room)
-        else:
-            rooms = (room,)
-        # logged even with nobody here: a client dropped meanwhile missed it
-        parts = recovery.record(
-            namespace,
-            rooms,
-            None,
+        self._send_recorded(
+            recovery,
+            namespace or "/",
+            to or room,
             tuple(sid for sid in skip if sid is not None),
             [event, *args],
         )
+
+    def _recorded(self, kwargs):
+        """Whether an emit with ``kwargs`` goes through recovery."""
+        return True
+
+    def _send_recorded(self, recovery, namespace, room, skip, data):
+        raise NotImplementedError
+
+
+class _RecordingEmits(_RecoveringManager):
+    """Emits to this process's clients logged by the engine's recovery,
+    offset appended, then sent.
+
+    It comes after a message queue's manager in the MRO, so it takes what
+    that one delivers here, from this process or another.
+    """
+
+    def _send_recorded(self, recovery, namespace, room, skip, data):
+        # logged even with nobody here: a client dropped meanwhile missed it
+        parts = recovery.record(namespace, _rooms_of(room), None, skip, data)
         if namespace not in self.rooms:
             return
         packets = [eio_packet.Packet(eio_packet.MESSAGE, part) for part in parts]
@@ -102,10 +115,29 @@ class _RecordingEmits(socketio.Manager):
             for packet in packets:
                 send(eio_sid, packet)
 
-    def enter_room(self, sid, namespace, room, eio_sid=None):
-        if self.recovery is not None:
-            self.recovery.entered(sid, room)
-        return super().enter_room(sid, namespace, room, eio_sid=eio_sid)
+
+class _StreamedEmits(_RecoveringManager):
+    """A Redis manager whose emits go through the engine's recovery stream
+    (:mod:`tgext.socketio._recovery.stream`) rather than pub/sub: every
+    process's reader delivers them, offset appended. It comes before the
+    Redis manager in the MRO; what python-socketio's own messages carry
+    (rooms entered from another process, disconnects) and a local-only emit
+    (``ignore_queue``) still go its way."""
+
+    def _recorded(self, kwargs):
+        return not kwargs.get("ignore_queue")
+
+    def _send_recorded(self, recovery, namespace, room, skip, data):
+        recovery.record(namespace, _rooms_of(room), None, skip, data)
+
+
+def _rooms_of(room):
+    """``None`` (the whole namespace), or a tuple of rooms."""
+    if room is None:
+        return None
+    if hasattr(room, "__len__") and not isinstance(room, str):
+        return tuple(room)
+    return (room,)
 
 
 class _Manager(_HoldingConnects, socketio.Manager):
@@ -124,7 +156,7 @@ class _RecordingManager(_HoldingConnects, _RecordingEmits):
     pass
 
 
-class _RecordingRedisManager(_HoldingConnects, socketio.RedisManager, _RecordingEmits):
+class _RecordingRedisManager(_HoldingConnects, _StreamedEmits, socketio.RedisManager):
     pass
 
 

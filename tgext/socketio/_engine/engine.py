@@ -30,7 +30,7 @@ from ..namespace import DENIED, BaseNamespace, is_refusal
 from ..presence import presence_for
 from . import jsoncodec
 from .client_errors import INVALID_NAMESPACE_MESSAGE
-from .client_manager import client_manager, close_client_manager
+from .client_manager import client_manager, close_client_manager, is_redis_url
 from .client_state import ClientState
 from .connection import Connection
 from .context import call_in_context
@@ -110,12 +110,16 @@ class SocketIOEngine(python_socketio.Server):
             )
         )
         if options["connection_state_recovery"]:
+            url = options["message_queue"]
             self.recovery = ConnectionStateRecovery(
                 self,
                 options["connection_state_recovery"],
                 options["recovery_max_events"],
                 options["recovery_max_bytes"],
                 options["ping_interval"] + options["ping_timeout"],
+                redis=(url, options["channel"])
+                if url is not None and is_redis_url(url)
+                else None,
             )
             self.manager.recovery = self.recovery
             self.presence.lingering = self.recovery.lingering
@@ -345,6 +349,10 @@ class SocketIOEngine(python_socketio.Server):
             result = DENIED
         accepted = result is not False and not is_refusal(result)
         instance = self._instances.get(sid)  # None if it failed to be made
+        fetched = None
+        if accepted and instance is not None and restored is not None:
+            # across processes, what it missed is read now (it may yield)
+            fetched = self.recovery.fetch(*restored)
         if self.manager.is_connected(sid, namespace):
             reply = {"sid": sid}
             if instance is not None and instance._tgsio.recovery is not None:
@@ -365,9 +373,11 @@ class SocketIOEngine(python_socketio.Server):
         self.manager.connecting.pop(sid, None)
         if accepted and instance is not None and restored is not None:
             dropped, start = restored
-            for parts in self.recovery.missed(instance, dropped, start):
+            for parts in self.recovery.missed(instance, dropped, start, fetched):
                 for part in as_engineio_packets(parts):
                     self.eio.send_packet(eio_sid, part)
+            for room in dropped.rooms:
+                self.presence.add(namespace, room, sid)
         elif restored is not None:
             self.recovery.abandon(instance, restored[0])
         for packet, for_rooms in held.packets:
@@ -438,6 +448,7 @@ class SocketIOEngine(python_socketio.Server):
             self, sid, connection.id, send_to, connection.request_locals
         )
         instance.auth = auth
+        instance.ns_name = namespace  # (__init__ sets it too)
         connection.active_ns[namespace] = instance
         self._instances[sid] = instance
         if self.recovery is not None:
@@ -614,9 +625,10 @@ class SocketIOEngine(python_socketio.Server):
             parts = self.recovery.record(
                 instance.ns_name, (sid,), None, (), [event, *args]
             )
-            if instance._tgsio.recovery.restoring:
-                return  # sent from the log once the client is recovered
-            self._send_parts(instance._tgsio.send_to, parts)
+            # None: the recovery stream delivers it; restoring: the log does
+            # once the client is recovered
+            if parts is not None and not instance._tgsio.recovery.restoring:
+                self._send_parts(instance._tgsio.send_to, parts)
             return
         self.send_socketio_packet(
             instance._tgsio.send_to,
@@ -656,13 +668,19 @@ class SocketIOEngine(python_socketio.Server):
         for part in as_engineio_packets(parts):
             self.eio.send_packet(eio_sid, part)
 
-    def send_to_instances(self, instances, namespace, event, args, channel=None):
+    def send_to_instances(
+        self, instances, namespace, event, args, channel=None, offset=None
+    ):
         """Send one event to several instances of ``namespace``, encoded once.
 
         :param channel: the PubSub channel whose subscribers they are, if
             they are: what a recovering client missed is found by it.
+        :param offset: its offset, when it comes from the recovery stream
+            (logged already).
         """
-        if self.recovery is not None:
+        if offset is not None:
+            encoded = self.recovery.encode(namespace, [event, *args], offset)
+        elif self.recovery is not None:
             rooms = (
                 None
                 if channel is not None
@@ -671,6 +689,8 @@ class SocketIOEngine(python_socketio.Server):
             encoded = self.recovery.record(
                 namespace, rooms, channel, (), [event, *args]
             )
+            if encoded is None:  # the recovery stream delivers it
+                return
         else:
             encoded = self.packet_class(
                 sio_packet.EVENT, namespace=namespace, data=[event, *args]
@@ -678,11 +698,20 @@ class SocketIOEngine(python_socketio.Server):
             if not isinstance(encoded, list):
                 encoded = [encoded]
         eio_packets = [eio_packet.Packet(eio_packet.MESSAGE, part) for part in encoded]
+        connecting = self.manager.connecting
         for instance in instances:
-            if instance._tgsio.closed:
+            state = instance._tgsio
+            if state.closed:
                 continue
+            # a client recovering across processes is a subscriber already:
+            # what it is sent waits with the rest until its connect is decided
+            target = (
+                connecting.get(state.sid, state.eio_sid)
+                if connecting
+                else state.eio_sid
+            )
             for part in eio_packets:
-                self.send_engineio_packet(instance._tgsio.eio_sid, part)
+                self.send_engineio_packet(target, part)
 
     @staticmethod
     def _run_callback(instance, callback, *args):

@@ -121,6 +121,10 @@ class AppRuntime:
 
             engine = SocketIOEngine(controller.namespace_classes(), self.options)
             self._engines[controller] = engine
+            if engine.recovery is not None:
+                engine.recovery.hub = self.hub
+                if engine.recovery.stream is not None:
+                    self.hub.stream = engine.recovery.stream
             for namespace_class in engine.namespace_classes.values():
                 self.hub.registry.add(declared_options(namespace_class))
         return engine

@@ -61,6 +61,8 @@ class DroppedClient:
         "expires",
         "hub",
         "user",
+        "presence",
+        "until",
     )
 
     #: the hub sends it nothing
@@ -92,10 +94,15 @@ class DroppedClient:
         self.session = session
         #: when the window ends (time.monotonic())
         self.expires = expires
-        #: the app's PubSub hub holding its channels
+        #: the app's PubSub hub holding its channels (None: it dropped on
+        #: another process)
         self.hub = hub
         #: its TG user name (a client of another user does not take it over)
         self.user = user
+        #: PubSub: {channel: its presence entry there}
+        self.presence = {}
+        #: across processes: the stream's offset when it came back
+        self.until = None
 
     @property
     def _tgsio(self):
