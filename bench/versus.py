@@ -103,9 +103,11 @@ class Variant:
         self.kind, self.env, self.fanout_args = kind, env, list(fanout_args)
 
 
-def compare_round_trips(options, variants):
+def compare_round_trips(options, variants, cpu=None):
     """``{(name, clients): [rate, ...]}`` for each of ``variants``
-    (``{name: Variant}``, two of them), interleaved."""
+    (``{name: Variant}``, two of them), interleaved; and in ``cpu``, if
+    given, the server's CPU microseconds per round trip, the same way (less
+    at the mercy of scheduling than the rates)."""
     rates = {}
     for number in range(options.rounds):
         for clients in options.clients:
@@ -120,6 +122,10 @@ def compare_round_trips(options, variants):
                 finally:
                     server.stop()
                 rates.setdefault((name, clients), []).append(result["rate"])
+                if cpu is not None:
+                    cpu.setdefault((name, clients), []).append(
+                        result["server_cpu_us_per_round_trip"]
+                    )
                 log("round trips, %s, %d clients: %.0f/s" % (name, clients, result["rate"]))
     return rates
 
@@ -174,7 +180,9 @@ def compare_fanouts(options, variants):
     return times
 
 
-def report(rev, rates, kib, times, options, names=("this", "base"), title=None):
+def report(
+    rev, rates, kib, times, options, names=("this", "base"), title=None, cpu=None
+):
     """The figures of two variants, ``names`` (the first over the second)."""
     lines = [
         title or "this checkout against %s (medians; ratio this/%s)" % (rev, rev),
@@ -185,6 +193,12 @@ def report(rev, rates, kib, times, options, names=("this", "base"), title=None):
         lines.append(
             "%-36s %10.0f %10.0f %7.3f"
             % ("WS round trips/s, %d clients" % clients, this, base, this / base)
+        )
+    for clients in options.clients if cpu else ():
+        this, base = (statistics.median(cpu[name, clients]) for name in names)
+        lines.append(
+            "%-36s %10.1f %10.1f %7.3f"
+            % ("server CPU us/round trip, %d clients" % clients, this, base, this / base)
         )
     if kib:
         this, base = (statistics.median(kib[name]) for name in names)

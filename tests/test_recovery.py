@@ -15,6 +15,7 @@ from tgext.socketio import BaseNamespace, RoomsMixin
 from tgext.socketio._engine.runtime import runtime_of
 from tgext.socketio.pubsub import PubSubTGNamespace
 
+from .conftest import build_app, controller_for
 from .jsclient import JsClient
 from .test_server_runner import gearbox  # noqa: F401 (a fixture)
 
@@ -573,3 +574,32 @@ def test_redis_holds_nothing_of_recovery_once_the_window_is_over(
         assert not redis_client.keys("baseline:presence:*")
     finally:
         redis_client.close()
+
+
+def test_a_publication_from_another_process_of_the_app_is_recovered(
+    own_redis, serve, wait_for
+):
+    """A job of the app that serves nobody (the app loaded from its config)
+    publishes: its publications reach the subscribers live, and a dropped
+    one after it comes back."""
+    config = over_redis(own_redis, "outside")
+    server = serve({"news": Board}, config=config)
+    elsewhere = runtime_of(
+        build_app(controller_for({"news": Board}), config=config).app_config
+    )
+    try:
+        reader, joined = raw_join(server, "/news")
+        reader.send('42/news,1["subscribe","board"]')
+        elsewhere.hub.publish("board", json.dumps("live"))
+        ((_name, message, _channel, offset),) = raw_events(reader, 1, "pubblication")
+        assert message == "live"
+        reader.close()
+        wait_for(lambda: engine_of(server).recovery.dropped)
+        elsewhere.hub.publish("board", json.dumps("missed"))
+        back, reply = raw_join(
+            server, "/news", auth={"pid": joined["pid"], "offset": offset}
+        )
+        assert reply == joined
+        assert raw_events(back, 1, "pubblication")[0][1] == "missed"
+    finally:
+        elsewhere.close()

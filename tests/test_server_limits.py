@@ -316,7 +316,9 @@ def test_pipelined_requests_share_the_loop(limited):
             pass
     sock.close()
     assert answered == 20000
-    assert slowest < 0.5, "the loop was held %.2f s" % slowest
+    # the loop was held 3.7 s before the yield between pipelined requests;
+    # 0.5-0.6 s seen with both suites at once on two slow cores
+    assert slowest < 1.5, "the loop was held %.2f s" % slowest
 
 
 def polling_session(server):

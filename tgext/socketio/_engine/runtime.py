@@ -15,7 +15,9 @@ from .._channels.hub import PubSubHub, backend_settings, create_backend
 from .._channels.options import declared_options
 from .._config.keys import RUNTIME_KEY
 from .._config.settings import parse_options
+from .._recovery.stream import RecoveryStream
 from ..exceptions import ConfigurationError
+from .client_manager import is_redis_url
 
 log = logging.getLogger("tgext.socketio.runtime")
 
@@ -34,6 +36,7 @@ class AppRuntime:
             create_backend(app_config),
             max_publication_bytes=self.options["max_publication_bytes"],
         )
+        self.hub.stream = recovery_stream_for(self.options)
         self._engines = {}  # SocketIOController instance -> SocketIOEngine
         #: where the app's ``SocketIOController`` instances are mounted, as
         #: attribute paths (``/socketio``), found when the app was made
@@ -123,8 +126,6 @@ class AppRuntime:
             self._engines[controller] = engine
             if engine.recovery is not None:
                 engine.recovery.hub = self.hub
-                if engine.recovery.stream is not None:
-                    self.hub.stream = engine.recovery.stream
             for namespace_class in engine.namespace_classes.values():
                 self.hub.registry.add(declared_options(namespace_class))
         return engine
@@ -141,6 +142,26 @@ class AppRuntime:
             except Exception:  # one engine failing must not keep the others open
                 log.exception("closing a Socket.IO engine failed")
         self.hub.close()
+        if self.hub.stream is not None:
+            self.hub.stream.close()
+
+
+def recovery_stream_for(options):
+    """The stream the app's PubSub publications go through, with connection
+    state recovery on and a Redis message queue (whether this process
+    serves engines or only publishes), else ``None``."""
+    url = options["message_queue"]
+    if not options["connection_state_recovery"] or url is None or not is_redis_url(url):
+        return None
+    return RecoveryStream(
+        url,
+        options["channel"],
+        options["connection_state_recovery"]
+        + options["ping_interval"]
+        + options["ping_timeout"],
+        options["recovery_max_events"],
+        deliver=None,
+    )
 
 
 #: TG's dispatch (crank's default path translator) reaches the attribute

@@ -69,6 +69,7 @@ class ConnectionStateRecovery:
         #: them waits in the log until their CONNECT is sent
         self.restoring = set()
         self._sweeper = None
+        self._writes_failing = False
         if self.stream is not None:
             self._start_sweeping()
 
@@ -93,12 +94,19 @@ class ConnectionStateRecovery:
             try:
                 self.stream.add([namespace, rooms, channel, skip, data])
             except Exception as error:  # the backend's boundary (Redis away)
-                log.warning(
-                    "connection state recovery: an event to %s was not sent: %s: %s",
-                    namespace,
-                    type(error).__name__,
-                    error,
-                )
+                if not self._writes_failing:  # said once, until it works again
+                    log.warning(
+                        "connection state recovery: events to %s are not sent "
+                        "while Redis fails: %s: %s",
+                        namespace,
+                        type(error).__name__,
+                        error,
+                    )
+                    self._writes_failing = True
+            else:
+                if self._writes_failing:
+                    log.warning("connection state recovery: events are sent again")
+                    self._writes_failing = False
             return None
         log_ = self.log
         offset = log_.next_offset

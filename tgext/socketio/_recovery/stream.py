@@ -76,7 +76,8 @@ class RecoveryStream:
     :param retention: seconds an entry is kept.
     :param max_events: entries kept at most (about: ``MAXLEN ~``).
     :param deliver: called with each entry read, ``(offset text, offset,
-        entry)``, in the stream's order.
+        entry)``, in the stream's order; ``None``: a stream only written to
+        (the pub/sub hub's, in a process that may serve no engine).
     """
 
     def __init__(self, url, channel, retention, max_events, deliver):
@@ -96,11 +97,15 @@ class RecoveryStream:
         )
         self._take = self._redis.register_script(_TAKE)
         self._drop_empty = self._redis.register_script(_DROP_EMPTY)
-        newest = self._redis.xrevrange(self.key, count=1)
         #: the id (ordered) of the last entry delivered by this process
-        self.head = id_order(_text(newest[0][0])) if newest else (0, 0)
+        self.head = (0, 0)
         self._failing = False
-        self._reader = gevent.spawn(self._read)
+        self._reader = None
+        if deliver is not None:
+            newest = self._redis.xrevrange(self.key, count=1)
+            if newest:
+                self.head = id_order(_text(newest[0][0]))
+            self._reader = gevent.spawn(self._read)
 
     # -- events -------------------------------------------------------------------
 
@@ -200,7 +205,8 @@ class RecoveryStream:
         self._redis.delete(self._prefix + "session:" + pid)
 
     def close(self):
-        self._reader.kill(block=True, timeout=1)
+        if self._reader is not None:
+            self._reader.kill(block=True, timeout=1)
         for client, what in ((self._redis, "writes"), (self._reading, "reads")):
             disconnect_client(client, "connection state recovery's Redis " + what)
 
