@@ -577,6 +577,7 @@ class Tally:
         self.inputs = 0
 
 
+@pytest.mark.timeout(300)  # the whole corpus, on a slow machine: minutes
 def test_fuzz_websocket(watched):
     server, baseline, witness = watched
     tally = Tally()
@@ -603,6 +604,7 @@ def test_fuzz_websocket(watched):
     witness.assert_healthy()
 
 
+@pytest.mark.timeout(300)  # the whole corpus, on a slow machine: minutes
 def test_fuzz_long_polling(watched):
     server, baseline, witness = watched
     tally = Tally()
@@ -652,7 +654,9 @@ def polling_comes_and_goes(server, number):
     session = PollingSession(server)
     assert session.post('42%s,1["add",%d,1]' % (NAMESPACE, number)) == 200
     answer = session.http.get(session.url, timeout=5).text
-    assert answer == "43%s,1[%d]" % (NAMESPACE, number + 1), answer
+    # a slow machine may find a ping ("2") batched after it
+    packets = [packet for packet in answer.split("\x1e") if packet != "2"]
+    assert packets == ["43%s,1[%d]" % (NAMESPACE, number + 1)], answer
     if number % 2:
         session.post("1")  # goodbye; an abrupt client just stops polling
     session.close()
