@@ -179,6 +179,44 @@ def test_a_room_member_gets_the_100_events_it_missed_once_in_order(
     wait_for(lambda: messages(member)[-1:] == [100])
 
 
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_a_client_closing_its_own_transport_recovers(
+    serve, clients, wait_for, transport
+):
+    """socket.io-client's ``socket.io.engine.close()``: over long-polling it
+    sends an Engine.IO close, which Node's server takes as a transport
+    close, so the client comes back to recover."""
+    server = serve({"chat": Chat}, config=RECOVERY)
+    member = clients(server, transport=transport)
+    sender = clients(server, reconnection=False)
+    first = member.wait_for_type("connect", seen=True)
+    member.call("join", "room")
+    sender.call("join", "room")
+    member.send("drop", away=300)
+    wait_for(lambda: engine_of(server).recovery.dropped)
+    for number in range(10):
+        sender.emit("send", "room", number)
+    back = reconnected(member)
+    assert (back["recovered"], back["id"]) == (True, first["id"])
+    wait_for(lambda: len(received(member)) >= 10)
+    gevent.sleep(0.2)
+    assert messages(member) == list(range(10))
+
+
+def test_a_client_that_disconnects_does_not_come_back(serve, clients, wait_for):
+    """``socket.disconnect()`` says goodbye (a Socket.IO DISCONNECT): nothing
+    is kept for it."""
+    server = serve({"chat": Chat}, config=RECOVERY)
+    member = clients(server, reconnection=False)
+    member.call("join", "room")
+    member.send("close")
+    engine = engine_of(server)
+    wait_for(lambda: not engine._instances)
+    gevent.sleep(0.2)
+    assert engine.recovery.dropped == {}
+    assert engine.presence.participants("/chat") == []
+
+
 def test_a_client_that_stays_away_longer_than_the_window_starts_afresh(
     serve, clients, wait_for
 ):

@@ -173,6 +173,14 @@ class SocketIOEngine(python_socketio.Server):
         self._connections[eio_sid] = connection
 
     def handle_engineio_disconnect(self, eio_sid, reason):
+        if reason == self.reason.CLIENT_DISCONNECT and self.recovery is not None:
+            socket = self.eio.sockets.get(eio_sid)
+            if socket is not None and not getattr(socket, "rejected", None):
+                # An Engine.IO close with no Socket.IO DISCONNECT before it
+                # (socket.io-client's socket.io.engine.close(), a polling
+                # transport closing): Node's server calls it a transport
+                # close, and its client comes back to recover.
+                reason = self.reason.TRANSPORT_CLOSE
         try:
             super().handle_engineio_disconnect(eio_sid, reason)
         finally:
