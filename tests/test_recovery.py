@@ -102,15 +102,29 @@ def clients(live_server):
         client.close()
 
 
-def room_pair(server, clients):
+def room_pair(server, clients, transport="websocket"):
     """A member that reconnects by itself and a sender, both in the room
     ``room``: ``(member, sender, the member's first connect)``."""
-    member = clients(server)
+    member = clients(server, transport=transport)
     sender = clients(server, reconnection=False)
     first = member.wait_for_type("connect", seen=True)
     assert member.call("join", "room") == [True]
     assert sender.call("join", "room") == [True]
     return member, sender, first
+
+
+def missed_while_away(server, member, sender, first, wait_for, count):
+    """The member closes its transport and stays away while ``count``
+    events are sent to the room: it comes back recovered and gets them."""
+    member.send("drop", away=300)
+    wait_for(lambda: engine_of(server).recovery.dropped)
+    for number in range(count):
+        sender.emit("send", "room", number)
+    back = reconnected(member)
+    assert (back["recovered"], back["id"]) == (True, first["id"])
+    wait_for(lambda: len(received(member)) >= count)
+    gevent.sleep(0.2)
+    assert messages(member) == list(range(count))
 
 
 def engine_of(server):
@@ -187,20 +201,8 @@ def test_a_client_closing_its_own_transport_recovers(
     sends an Engine.IO close, which Node's server takes as a transport
     close, so the client comes back to recover."""
     server = serve({"chat": Chat}, config=RECOVERY)
-    member = clients(server, transport=transport)
-    sender = clients(server, reconnection=False)
-    first = member.wait_for_type("connect", seen=True)
-    member.call("join", "room")
-    sender.call("join", "room")
-    member.send("drop", away=300)
-    wait_for(lambda: engine_of(server).recovery.dropped)
-    for number in range(10):
-        sender.emit("send", "room", number)
-    back = reconnected(member)
-    assert (back["recovered"], back["id"]) == (True, first["id"])
-    wait_for(lambda: len(received(member)) >= 10)
-    gevent.sleep(0.2)
-    assert messages(member) == list(range(10))
+    member, sender, first = room_pair(server, clients, transport)
+    missed_while_away(server, member, sender, first, wait_for, 10)
 
 
 def test_a_client_that_disconnects_does_not_come_back(serve, clients, wait_for):
@@ -259,15 +261,7 @@ def test_a_client_that_received_no_event_yet_recovers(serve, clients, wait_for):
     server = serve({"chat": Chat}, config=RECOVERY)
     member, sender, first = room_pair(server, clients)
     sender.emit("send", "elsewhere", -1)  # offsets move on, not for it
-    member.send("drop", away=300)
-    wait_for(lambda: engine_of(server).recovery.dropped)
-    for number in range(5):
-        sender.emit("send", "room", number)
-    back = reconnected(member)
-    assert (back["recovered"], back["id"]) == (True, first["id"])
-    wait_for(lambda: len(received(member)) >= 5)
-    gevent.sleep(0.2)
-    assert messages(member) == list(range(5))
+    missed_while_away(server, member, sender, first, wait_for, 5)
 
 
 def test_three_drops_in_a_row_recover_each_time(serve, clients, wait_for):

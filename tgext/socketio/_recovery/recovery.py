@@ -21,6 +21,7 @@ import logging
 import time
 
 import gevent
+import gevent.event
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
@@ -69,6 +70,7 @@ class ConnectionStateRecovery:
         #: them waits in the log until their CONNECT is sent
         self.restoring = set()
         self._sweeper = None
+        self._stop = gevent.event.Event()
         self._writes_failing = False
         if self.stream is not None:
             self._start_sweeping()
@@ -517,8 +519,13 @@ class ConnectionStateRecovery:
         ]
 
     def close(self):
-        if self._sweeper is not None:
-            self._sweeper.kill(block=False)
+        sweeper = self._sweeper
+        if sweeper is not None:
+            # between two sweeps (killed in one, redis-py may leave a socket
+            # it was connecting unclosed)
+            self._stop.set()
+            sweeper.join(5)
+            sweeper.kill(block=True, timeout=1)
             self._sweeper = None
         dropped, self.dropped = list(self.dropped.values()), {}
         for client in dropped:
@@ -538,7 +545,8 @@ class ConnectionStateRecovery:
     def _sweep(self):
         try:
             while self.stream is not None or self.dropped or len(self.log):
-                gevent.sleep(SWEEP_SECONDS)
+                if self._stop.wait(SWEEP_SECONDS):
+                    return
                 now = time.monotonic()
                 self.log.trim(now)
                 if self.stream is not None:

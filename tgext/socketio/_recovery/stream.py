@@ -100,6 +100,7 @@ class RecoveryStream:
         #: the id (ordered) of the last entry delivered by this process
         self.head = (0, 0)
         self._failing = False
+        self._stopping = False
         self._reader = None
         if deliver is not None:
             newest = self._redis.xrevrange(self.key, count=1)
@@ -151,7 +152,7 @@ class RecoveryStream:
         self._drop_empty(keys=[self.key])
 
     def _read(self):
-        while True:
+        while not self._stopping:
             try:
                 answer = self._reading.xread(
                     {self.key: id_text(self.head)},
@@ -171,7 +172,8 @@ class RecoveryStream:
                         error,
                     )
                     self._failing = True
-                gevent.sleep(RETRY_DELAY)
+                if not self._stopping:
+                    gevent.sleep(RETRY_DELAY)
                 continue
             for _key, entries in answer or ():
                 for entry_id, fields in entries:
@@ -205,7 +207,12 @@ class RecoveryStream:
         self._redis.delete(self._prefix + "session:" + pid)
 
     def close(self):
+        """Stop reading (between two reads: killed in the middle of one,
+        redis-py may leave a socket it was connecting unclosed), then close
+        the connections."""
+        self._stopping = True
         if self._reader is not None:
+            self._reader.join(READ_BLOCK_MS / 1000 + 1)
             self._reader.kill(block=True, timeout=1)
         for client, what in ((self._redis, "writes"), (self._reading, "reads")):
             disconnect_client(client, "connection state recovery's Redis " + what)
