@@ -3,6 +3,7 @@
 transport drops comes back with its sid, rooms, session, channel
 subscriptions and every event it missed, exactly once, in order."""
 
+import base64
 import json
 
 import gevent
@@ -45,6 +46,9 @@ class Chat(RoomsMixin, BaseNamespace):
 
     def on_name(self, name):
         self.session["name"] = name
+
+    def on_send_bytes(self, room, number):
+        self.emit_to_room(room, "blob", bytes([number]) * 3, number)
 
     def on_whoami(self):
         return self.session.get("name"), self.recovered, self.session["connects"]
@@ -217,6 +221,31 @@ def test_a_client_that_disconnects_does_not_come_back(serve, clients, wait_for):
     gevent.sleep(0.2)
     assert engine.recovery.dropped == {}
     assert engine.presence.participants("/chat") == []
+
+
+@pytest.mark.parametrize("queue", ["memory", "redis"])
+def test_binary_events_missed_come_back_as_binary(
+    own_redis, serve, clients, wait_for, queue
+):
+    """Bytes in the events missed, kept in the process's log or (through
+    Redis) in the stream."""
+    config = RECOVERY if queue == "memory" else over_redis(own_redis, "binary")
+    server = serve({"chat": Chat}, config=config)
+    member, sender, first = room_pair(server, clients)
+    member.send("drop", away=300)
+    wait_for(lambda: engine_of(server).recovery.dropped)
+    for number in range(3):
+        sender.emit("send_bytes", "room", number)
+    back = reconnected(member)
+    assert (back["recovered"], back["id"]) == (True, first["id"])
+    wait_for(lambda: len(received(member, "blob")) >= 3)
+    blobs = received(member, "blob")
+    assert [args[1] for args in blobs] == [0, 1, 2]
+    assert [args[0]["$binary"] for args in blobs] == [
+        base64.b64encode(bytes([number]) * 3).decode() for number in range(3)
+    ]
+    offsets = [args[2] for args in blobs]  # the offset, last
+    assert len(set(offsets)) == 3 and all(isinstance(offset, str) for offset in offsets)
 
 
 def test_a_client_that_stays_away_longer_than_the_window_starts_afresh(
