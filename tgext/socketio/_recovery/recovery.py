@@ -38,6 +38,13 @@ SWEEP_SECONDS = 1.0
 #: the longest offset a client may send
 _MAX_OFFSET_CHARACTERS = 41
 
+#: across processes, seconds a reconnect looks for the record of its pid
+#: (the process it dropped from may not have seen the drop yet), and
+#: between two looks; a client whose state cannot be found starts afresh
+#: this much later
+RECORD_WAIT = 1.0
+RECORD_POLL = 0.05
+
 
 class ConnectionStateRecovery:
     """The recovery of one engine's clients.
@@ -305,9 +312,18 @@ class ConnectionStateRecovery:
 
     def _take_record(self, pid, local):
         """The dropped client of ``pid`` from Redis (taken: no other
-        process gets it), ``local`` when it dropped here."""
+        process gets it), ``local`` when it dropped here.
+
+        A client may come back (to another process) before the process it
+        dropped from has seen its transport close and written its record:
+        a record not found is looked for again for ``RECORD_WAIT`` seconds.
+        """
+        deadline = time.monotonic() + (RECORD_WAIT if local is None else 0)
         try:
             record = self.stream.take_record(pid, self.window)
+            while record is None and time.monotonic() < deadline:
+                gevent.sleep(RECORD_POLL)
+                record = self.stream.take_record(pid, self.window)
         except Exception as error:  # Redis away: it starts afresh
             log.warning(
                 "client with pid %r cannot recover: %s: %s",
