@@ -84,7 +84,7 @@ def _reset_connects():
     del CONNECTS[:]
     yield
     while RAW_SOCKETS:
-        RAW_SOCKETS.pop().close()
+        RAW_SOCKETS.pop().shutdown()
 
 
 @pytest.fixture
@@ -396,10 +396,10 @@ def test_the_connect_reply_carries_a_pid_only_with_recovery_on(serve):
     without = serve({"chat": Chat})
     sock, reply = raw_join(with_recovery)
     assert set(reply) == {"sid", "pid"}
-    sock.close()
+    sock.shutdown()
     sock, reply = raw_join(without)
     assert set(reply) == {"sid"}
-    sock.close()
+    sock.shutdown()
 
 
 def test_a_client_back_before_its_drop_was_seen_takes_its_session_over(serve, wait_for):
@@ -414,7 +414,7 @@ def test_a_client_back_before_its_drop_was_seen_takes_its_session_over(serve, wa
     with pytest.raises(websocket.WebSocketConnectionClosedException):
         while True:
             old.recv()
-    new.close()
+    new.shutdown()
 
 
 def test_a_bad_pid_or_offset_gives_a_fresh_session_never_an_error(serve):
@@ -427,8 +427,8 @@ def test_a_bad_pid_or_offset_gives_a_fresh_session_never_an_error(serve):
     ):
         other, reply = raw_join(server, auth=auth)
         assert reply["sid"] != first["sid"] and reply["pid"] != first["pid"]
-        other.close()
-    sock.close()
+        other.shutdown()
+    sock.shutdown()
 
 
 class RefusingRecovered(Chat):
@@ -494,7 +494,7 @@ def test_a_client_recovers_on_another_server_sharing_redis(own_redis, serve, wai
     sender.send('42/chat,["send","room",0]')
     ((name, number, offset),) = raw_events(member, 1)
     assert (name, number) == ("msg", 0)
-    member.close()  # dropped, on the first server
+    member.shutdown()  # dropped, on the first server
     wait_for(lambda: engine_of(first).recovery.dropped)
     for number in range(1, 21):
         sender.send('42/chat,["send","room",%d]' % number)
@@ -507,8 +507,8 @@ def test_a_client_recovers_on_another_server_sharing_redis(own_redis, serve, wai
     assert frame == '43/chat,9["ann",true,2]', frame
     sender.send('42/chat,["send","room",21]')
     assert raw_events(back, 1)[0][1] == 21
-    back.close()
-    sender.close()
+    back.shutdown()
+    sender.shutdown()
     # the first server let it go without a word: it is still here
     wait_for(lambda: not engine_of(first).recovery.dropped, timeout=WINDOW + 3)
     assert joined["sid"] in engine_of(second).presence.participants("/chat", "room")
@@ -536,7 +536,7 @@ def test_subscriptions_and_publications_recover_on_another_server(
     assert writer.recv() == '43/news,1["board"]'
     writer.send('42/news,2["publish",0]')
     ((_name, _number, _channel, offset),) = raw_events(reader, 1, "pubblication")
-    reader.close()
+    reader.shutdown()
     wait_for(lambda: engine_of(first).recovery.dropped)
     for number in range(1, 11):
         writer.send('42/news,["publish",%d]' % number)
@@ -550,8 +550,8 @@ def test_subscriptions_and_publications_recover_on_another_server(
     assert back.recv() == '43/news,9[["board"]]'
     writer.send('42/news,["publish",11]')
     assert raw_events(back, 1, "pubblication")[0][1] == 11
-    back.close()
-    writer.close()
+    back.shutdown()
+    writer.shutdown()
 
 
 def test_a_client_of_two_worker_processes_recovers_on_either(
@@ -619,14 +619,14 @@ def test_redis_holds_nothing_of_recovery_once_the_window_is_over(
         member.send('42/chat,1["join","room"]')
         member.send('42/chat,2["echo","x"]')  # one event: its offset
         offset = raw_events(member, 1, "echo")[0][-1]
-        member.close()
+        member.shutdown()
         stays_away, _ = raw_join(first)
-        stays_away.close()  # never comes back
+        stays_away.shutdown()  # never comes back
         wait_for(lambda: len(engine_of(first).recovery.dropped) == 2)
         assert redis_client.keys("baseline:recovery:*")
         back, reply = raw_join(second, auth={"pid": joined["pid"], "offset": offset})
         assert reply == joined
-        back.close()  # dropped again: kept for the window, then gone
+        back.shutdown()  # dropped again: kept for the window, then gone
         # the window, then the ping interval and timeout the stream covers
         wait_for(
             lambda: not redis_client.keys("baseline:recovery:*"), timeout=WINDOW + 2 + 6
@@ -654,7 +654,7 @@ def test_a_publication_from_another_process_of_the_app_is_recovered(
         elsewhere.hub.publish("board", json.dumps("live"))
         ((_name, message, _channel, offset),) = raw_events(reader, 1, "pubblication")
         assert message == "live"
-        reader.close()
+        reader.shutdown()
         wait_for(lambda: engine_of(server).recovery.dropped)
         elsewhere.hub.publish("board", json.dumps("missed"))
         back, reply = raw_join(

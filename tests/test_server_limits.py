@@ -284,8 +284,12 @@ def test_abandoned_handshakes_from_one_address_are_capped(gearbox_at_1024):
                 statuses.append(http.get(server.url + HANDSHAKE, timeout=10).status_code)
 
     gevent.joinall([gevent.spawn(handshakes, 1500) for _ in range(4)], raise_error=True)
-    assert statuses.count(200) == 5000  # max_sessions_per_address's default
-    assert statuses.count(503) == 1000
+    # max_sessions_per_address's default: 5,000 at once. On a machine slow
+    # enough to take longer than ping_interval + ping_timeout (45 s), the
+    # first abandoned sessions end meanwhile and free their places (5,144
+    # answered 200 on one such run): at least 5,000, and refusals
+    assert 5000 <= statuses.count(200) < 6000
+    assert statuses.count(503) == 6000 - statuses.count(200)
     grown = memory_mb(server.process.pid) - baseline
     assert grown < 100, "RSS grew %.0f MB" % grown  # 48 MB measured
     assert server.log().count("refused a client") <= 21
