@@ -514,6 +514,22 @@ def test_a_client_recovers_on_another_server_sharing_redis(own_redis, serve, wai
     assert joined["sid"] in engine_of(second).presence.participants("/chat", "room")
 
 
+def test_a_client_with_no_event_recovers_on_another_server(own_redis, serve, wait_for):
+    # nothing ever sent: no stream in Redis at all, and nothing to replay
+    first = serve({"chat": Chat}, config=over_redis(own_redis, "quiet"))
+    second = serve({"chat": Chat}, config=over_redis(own_redis, "quiet"))
+    member, joined = raw_join(first)
+    member.send('42/chat,1["name","ann"]')
+    wait_for(lambda: engine_of(first).recovery.live)
+    member.shutdown()
+    wait_for(lambda: engine_of(first).recovery.dropped)
+    back, reply = raw_join(second, auth={"pid": joined["pid"]})
+    assert reply == joined
+    back.send('42/chat,9["whoami"]')
+    assert back.recv() == '43/chat,9["ann",true,2]'
+    back.shutdown()
+
+
 class Board(News):
     channel_options = {"board": {"presence": True}}
 

@@ -147,14 +147,19 @@ class SocketIOEngine(python_socketio.Server):
         Namespaces see their clients leave (``recv_disconnect``). Clients see
         their transport close, not a Socket.IO DISCONNECT, so they reconnect
         by themselves, to the restarted server or to another process: what a
-        Node.js Socket.IO server does when it closes.
+        Node.js Socket.IO server does when it closes. With connection state
+        recovery across processes (a Redis message queue), their state is
+        kept as for a transport that dropped, so that they recover on
+        another process (a worker stopped by a rolling restart, a host
+        drained).
         """
+        reason = self.reason.SERVER_DISCONNECT
+        if self.recovery is not None and self.recovery.stream is not None:
+            reason = self.reason.TRANSPORT_CLOSE
         for eio_sid in list(self._connections):
             socket = self.eio.sockets.pop(eio_sid, None)
             if socket is not None:
-                socket.close(
-                    wait=False, abort=True, reason=self.reason.SERVER_DISCONNECT
-                )
+                socket.close(wait=False, abort=True, reason=reason)
         self.eio.shutdown()
         if self.recovery is not None:
             self.recovery.close()

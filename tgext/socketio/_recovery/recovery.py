@@ -546,7 +546,11 @@ class ConnectionStateRecovery:
         dropped, self.dropped = list(self.dropped.values()), {}
         for client in dropped:
             try:
-                self.end(client)
+                # across processes, its record stays in Redis for another
+                # process to take (this one is stopping: a rolling restart),
+                # and it leaves quietly, as when taken; its memberships
+                # expire unless it recovers
+                self.end(client, taken=self.stream is not None)
             except Exception:  # one failing must not keep the others
                 log.exception("ending the recoverable session of %s failed", client.sid)
         self.live.clear()
