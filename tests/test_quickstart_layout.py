@@ -80,21 +80,25 @@ def test_two_workers_with_pubsub_on_memory_are_refused_in_a_quickstart_app(
             "Redis: set anypubsub.backend = redis") in server.log()
 
 
-def test_two_workers_share_channels_in_a_quickstart_app(
+def test_two_workers_share_channels_and_clients_in_a_quickstart_app(
     gearbox, client_factory, redis_server  # noqa: F811
 ):
     server = gearbox(server_extra="workers = 2",
                      extra=SCALE_OUT.format(redis=redis_server), **QUICKSTART)
     server.wait_for_log("with 2 worker processes")
     # a subscriber on each process (the router hands connections out in turn)
-    by_pid = {}
+    by_pid, sids = {}, []
     for _ in range(10):
         client = join(client_factory, server, "/channels")
+        sids.append(client.get_sid("/channels"))
         pid = client.call("shout", "hello", namespace="/channels", timeout=10)
         by_pid.setdefault(pid, client)
         if len(by_pid) == 2:
             break
     assert len(by_pid) == 2, by_pid
+    # a controller action of one process lists the clients of both
+    listed = requests.get(server.url + "/socketio/clients", timeout=10).json()
+    assert listed == {"sids": sorted(sids), "pids": sorted(by_pid)}
     received = collections.defaultdict(list)
     for pid, client in by_pid.items():
         client.on("pubblication", lambda message, *rest, pid=pid:

@@ -6,38 +6,11 @@ form login plugin and the auth_tkt cookie) with users kept in a dict;
 a tiny middleware standing for a front-end server.
 """
 from tg import MinimalApplicationConfigurator, TGController, expose
-from tg.configuration.auth import TGAuthMetadata
 from tg.configurator.components.auth import SimpleAuthenticationConfigurationComponent
 from tg.configurator.components.caching import CachingConfigurationComponent
 
 from ..conftest import with_config
-
-USERS = {
-    # user name: (password, groups, permissions)
-    "alice": ("alice-pw", ["admins"], ["edit", "read"]),
-    "bob": ("bob-pw", [], ["read"]),
-}
-
-
-class DictAuthMetadata(TGAuthMetadata):
-    """Users, groups and permissions from ``USERS``; any other name is unknown."""
-
-    def authenticate(self, environ, identity):
-        user = USERS.get(identity.get("login"))
-        if user is not None and identity.get("password") == user[0]:
-            return identity["login"]
-        return None
-
-    def get_user(self, identity, userid):
-        return {"user_name": userid} if userid else None
-
-    def get_groups(self, identity, userid):
-        return list(USERS.get(userid, (None, [], []))[1]) or (
-            ["users"] if userid else []
-        )
-
-    def get_permissions(self, identity, userid):
-        return list(USERS.get(userid, (None, [], []))[2])
+from .users import USERS, DictAuthMetadata  # noqa: F401 (used by other tests)
 
 
 class _LoginPages(TGController):

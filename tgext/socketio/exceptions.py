@@ -22,3 +22,9 @@ class WorkerDiedError(SocketIOExtError, RuntimeError):
     (gearbox takes ``SystemExit`` for a normal end), for a supervisor to
     restart the server.
     """
+
+
+class ClusterOperationError(SocketIOExtError, RuntimeError):
+    """A cluster operation (:func:`tgext.socketio.fetch_clients` and its
+    siblings) failed in one of the processes it reached; the message names
+    the process and the error it logged."""

@@ -14,6 +14,7 @@ import logging
 
 from ._channels.hub import PUBLICATION_EVENT, PublicationTooLarge, PublishError
 from ._engine import client_errors
+from ._engine.connection import user_of
 from ._engine.runtime import runtime_of
 from ._upstream import tg as _tg
 from .namespace import is_refusal
@@ -221,9 +222,8 @@ class PubSubTGNamespace(SocketIOTGNamespace):
     def _tgsio_presence_entry(self, channel):
         """This client in a channel's presence: its sid, its TG user, and
         what :meth:`presence_meta` adds."""
-        identity = (self.environ or {}).get("repoze.who.identity") or {}
         entry = dict(self.presence_meta(channel) or {})
-        entry.update(sid=self._tgsio.sid, user=identity.get("repoze.who.userid"))
+        entry.update(sid=self._tgsio.sid, user=user_of(self.environ))
         return entry
 
     def _tgsio_release(self):

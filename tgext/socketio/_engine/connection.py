@@ -1,6 +1,7 @@
 """One client connection (an Engine.IO session), as namespaces see it."""
 
 import logging
+import time
 
 from .._config.keys import REQUEST_LOCALS_KEY
 
@@ -30,6 +31,8 @@ class Connection:
         self.request = getattr(self.request_locals, "request", None)
         self.session = {}
         self.active_ns = {}
+        #: when it opened (seconds since the epoch)
+        self.opened_at = time.time()
         #: namespace connects refused so far (see MAX_REFUSED_CONNECTS)
         self.refused_connects = 0
         #: its budget of log lines, once it caused one (:mod:`.clientlog`)
@@ -53,9 +56,21 @@ class Connection:
             self.log.close(log, self.id)
 
     @property
+    def user(self):
+        """The TG user id of the handshake (``None`` for an anonymous one)."""
+        return user_of(self.environ)
+
+    @property
     def sessid(self):
         """The connection id, under gevent-socketio's name."""
         return self.id
 
     def __repr__(self):
         return "<Connection %s %s>" % (self.id, sorted(self.active_ns))
+
+
+def user_of(environ):
+    """The TG user id (repoze.who's ``repoze.who.userid``) of a request's
+    ``environ``, or ``None``."""
+    identity = (environ or {}).get("repoze.who.identity") or {}
+    return identity.get("repoze.who.userid")

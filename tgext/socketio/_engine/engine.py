@@ -474,6 +474,10 @@ class SocketIOEngine(python_socketio.Server):
         instance.initialize()
         return instance.process_packet({"type": "connect", "endpoint": namespace})
 
+    def connection_of(self, eio_sid):
+        """The :class:`Connection` of Engine.IO session ``eio_sid``, or ``None``."""
+        return self._connections.get(eio_sid)
+
     def instance_of(self, sid):
         """The namespace instance of Socket.IO sid ``sid``, or ``None``."""
         return self._instances.get(sid)

@@ -25,6 +25,7 @@ import gevent.event
 from engineio import packet as eio_packet
 from socketio import packet as sio_packet
 
+from .._engine.connection import user_of
 from .._engine.packets import encode_json_packet
 from .clients import DroppedClient, RecoveryState, new_pid
 from .log import CHANNEL, NAMESPACE, PARTS, EventLog, reaches
@@ -218,7 +219,7 @@ class ConnectionStateRecovery:
             instance.session,
             time.monotonic() + self.window,
             hub=state.hub,
-            user=_user_of(instance.environ),
+            user=user_of(instance.environ),
         )
         if subscriptions:
             dropped.presence = {
@@ -302,7 +303,7 @@ class ConnectionStateRecovery:
             reason = "its offset %r is not one this server sent" % (str(offset)[:40],)
         elif not self._covers(start):
             reason = "the events since its offset are no longer kept"
-        elif _user_of(environ) != dropped.user:
+        elif user_of(environ) != dropped.user:
             reason = "its connection has another TG user"
         if reason is not None:
             log.info("client %s cannot recover: %s", dropped.sid, reason)
@@ -526,6 +527,29 @@ class ConnectionStateRecovery:
         else:
             presence.forget(dropped.sid)
 
+    def end_sessions(self, matches):
+        """End now the windows of the dropped clients ``matches(dropped)``
+        picks (a user disconnected everywhere must not come back by
+        recovering): returns how many."""
+        ended = [
+            (pid, dropped) for pid, dropped in self.dropped.items() if matches(dropped)
+        ]
+        for pid, dropped in ended:
+            del self.dropped[pid]
+            if self.stream is not None:
+                try:
+                    self.stream.drop_record(pid)
+                except Exception as error:  # Redis away: the record expires
+                    log.warning(
+                        "the recoverable session of %s stays in Redis until "
+                        "its window ends (%s: %s)",
+                        dropped.sid,
+                        type(error).__name__,
+                        error,
+                    )
+            self._expire(pid, dropped)
+        return len(ended)
+
     def lingering(self, namespace, room):
         """The sids of dropped clients still in ``namespace`` (or its ``room``)."""
         return [
@@ -593,11 +617,6 @@ class ConnectionStateRecovery:
             self.end(dropped, taken=taken)
         except Exception:  # the hub's or presence's backend failing
             log.exception("ending the recoverable session of %s failed", dropped.sid)
-
-
-def _user_of(environ):
-    identity = (environ or {}).get("repoze.who.identity") or {}
-    return identity.get("repoze.who.userid")
 
 
 def take_over_sid(manager, eio_sid, namespace, sid, rooms):

@@ -17,13 +17,13 @@ with the window as its expiry; a reconnect takes it once (a Lua script:
 read, delete, and mark it taken for the process that dropped it).
 """
 
-import base64
-import json
 import logging
 import time
 
 import gevent
 
+from .._engine.tagged_json import dumps as _dumps
+from .._engine.tagged_json import loads as _loads
 from .._upstream import python_socketio
 from .._upstream.redis import disconnect_client
 
@@ -226,45 +226,3 @@ class RecoveryStream:
 
 def _text(value):
     return value.decode() if isinstance(value, bytes) else value
-
-
-#: what marks bytes and sets in JSON (a one-key object): events may carry
-#: bytes, a session sets (RoomsMixin's ``rooms``)
-_BYTES = "\x00bytes"
-_SET = "\x00set"
-
-
-def _dumps(value):
-    """JSON of an entry or a record; bytes and sets tagged.
-
-    :raises TypeError: for what JSON cannot hold otherwise.
-    """
-    try:
-        return json.dumps(value, separators=(",", ":"))
-    except TypeError:
-        return json.dumps(_tagged(value), separators=(",", ":"))
-
-
-def _loads(raw):
-    return json.loads(raw, object_hook=_untagged)
-
-
-def _tagged(value):
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {_BYTES: base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, (set, frozenset)):
-        return {_SET: [_tagged(item) for item in value]}
-    if isinstance(value, (list, tuple)):
-        return [_tagged(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _tagged(item) for key, item in value.items()}
-    return value
-
-
-def _untagged(obj):
-    if len(obj) == 1:
-        if _BYTES in obj:
-            return base64.b64decode(obj[_BYTES])
-        if _SET in obj:
-            return set(obj[_SET])
-    return obj

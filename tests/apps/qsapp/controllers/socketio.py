@@ -4,7 +4,7 @@ import os
 
 from tg import expose
 
-from tgext.socketio import BaseNamespace, SocketIOController
+from tgext.socketio import BaseNamespace, SocketIOController, fetch_clients
 from tgext.socketio.pubsub import PubSubTGNamespace
 
 
@@ -30,3 +30,10 @@ class QuickstartSocketIO(SocketIOController):
     @expose()
     def page(self):
         return "page served"
+
+    @expose("json")
+    def clients(self, namespace="/channels"):
+        found = fetch_clients(namespace)
+        return {"sids": sorted(client.sid for client in found),
+                "pids": sorted({int(client.server.rsplit(":", 1)[1])
+                                for client in found})}
