@@ -2,10 +2,19 @@
 behind the runner's router, clients kept on the process holding their
 session, everything else across processes through the suite's Redis."""
 import collections
+import itertools
+import os
+import signal
+import time
 
 import gevent
+import gevent.event
+import gevent.pool
 import pytest
+import requests
 import socketio
+
+from tgext.socketio.testing import disconnect_client
 
 from .test_gunicorn import gunicorn, gunicorn_command  # noqa: F401 (fixture)
 from .test_server_runner import gearbox  # noqa: F401 (fixture)
@@ -107,18 +116,222 @@ def test_workers_serving_pubsub_on_the_memory_backend_are_refused(gearbox, redis
             "only through Redis: set anypubsub.backend = redis") in server.log()
 
 
-def test_a_dead_worker_stops_the_server_and_says_so(gearbox, redis_server):  # noqa: F811
-    import os
-    import signal
+def process_tree(pid):
+    """``{pid: parent pid}`` of the live (not zombie) descendants of ``pid``."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:  # it just exited
+                continue
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    tree = {}
+    found = [pid]
+    while found:
+        parent = found.pop()
+        for child, its_parent in parents.items():
+            if its_parent == parent:
+                tree[child] = parent
+                found.append(child)
+    return tree
 
-    server = gearbox(server_extra="workers = 2",
-                     extra="socketio.message_queue = %s\nanypubsub.backend = redis\n"
-                     "anypubsub.host = %s" % (redis_server, redis_server))
-    pids = server.wait_for_log_match(r"with 2 worker processes \(pids (\d+) (\d+)\)")
-    os.kill(int(pids.group(1)), signal.SIGKILL)
+
+@pytest.fixture
+def watched_client(client_factory):
+    """Connect a client that reconnects by itself; returns it and the list of
+    its connects and disconnects on ``/probe``."""
+    websockets = []
+
+    def connect(server, transports):
+        client = client_factory(socketio.Client(reconnection_delay=0.2,
+                                                reconnection_delay_max=0.5))
+        events = []
+
+        def connected():
+            events.append("connect")
+            websockets.append((client, getattr(client.eio, "ws", None)))
+
+        client.on("connect", connected, namespace="/probe")
+        client.on("disconnect", lambda *reason: events.append("disconnect"),
+                  namespace="/probe")
+        client.connect(server.url, namespaces=["/probe"], socketio_path="socketio",
+                       transports=transports, wait_timeout=10)
+        return client, events
+
+    yield connect
+    for client, websocket in websockets:
+        if websocket is not None and websocket is not getattr(client.eio, "ws", None):
+            # a WebSocket the server closed before the client reconnected:
+            # websocket-client's close() leaves its socket open
+            websocket.shutdown()
+
+
+def whoami(client):
+    return client.call("whoami", namespace="/probe", timeout=10)
+
+
+def wait_until(predicate, timeout, what):
+    with gevent.Timeout(timeout, AssertionError(what)):
+        while not predicate():
+            gevent.sleep(0.05)
+
+
+def test_a_killed_worker_is_replaced_and_the_other_keeps_its_clients(
+    gearbox, client_factory, watched_client, redis_server  # noqa: F811
+):
+    server = gearbox(server_extra="workers = 2",  # tags a-w0., a-w1., then a-w2.
+                     extra=over_redis(redis_server, "replaced") + "\nsocketio.node_id = a")
+    started = server.wait_for_log_match(r"with 2 worker processes \(pids (\d+) (\d+)\)")
+    by_pid = collections.defaultdict(list)
+    for transports in (["websocket"], ["websocket"], ["polling"], ["polling"]) * 3:
+        client, events = watched_client(server, transports)
+        by_pid[whoami(client)].append((client, events))
+        if len(by_pid) == 2 and all(
+            {client.transport() for client, _events in clients} == {"websocket", "polling"}
+            for clients in by_pid.values()
+        ):
+            break  # each worker has a client of each transport
+    assert set(by_pid) == {int(started.group(1)), int(started.group(2))}
+    victim, survivor = sorted(by_pid, key=lambda pid: pid != int(started.group(1)))
+    stayer = by_pid[survivor][0][0]
+    stayer_sid = stayer.get_sid("/probe")
+    polling_sid = next(client.eio.sid for client, _events in by_pid[victim]
+                       if client.transport() == "polling")
+    assert polling_sid.startswith("a-w")
+
+    os.kill(victim, signal.SIGKILL)
+    died = server.wait_for_log_match(
+        r"worker process %d \(a-w[01]\.\) was killed by signal 9 \(SIGKILL\); "
+        r"starting another" % victim)
+    ready = server.wait_for_log_match(r"worker process (\d+) \(a-w2\.\) is ready",
+                                      after=died)
+    replacement = int(ready.group(1))
+    # the replacement is forked by the zygote, a child of the server's process
+    tree = process_tree(server.process.pid)
+    assert tree[tree[replacement]] == server.process.pid
+    assert victim not in tree and survivor in tree
+
+    # the victim's clients come back, to a live worker; its sessions are unknown
+    for client, events in by_pid[victim]:
+        wait_until(lambda events=events: events.count("connect") == 2, 15,
+                   "a client of the dead worker did not reconnect: %s" % events)
+        assert whoami(client) in (survivor, replacement)
+    answer = requests.get(server.url + "/socketio/", timeout=5, params={
+        "EIO": "4", "transport": "polling", "sid": polling_sid})
+    assert answer.status_code == 400
+    # the other worker's clients saw nothing
+    for client, events in by_pid[survivor]:
+        assert events == ["connect"]
+        assert client.call("ping", {"type": "ping"}, namespace="/probe", timeout=10) == "ack"
+    assert stayer.get_sid("/probe") == stayer_sid
+    # new clients are served by both live workers
+    served = {whoami(connect_probe(client_factory, server, ["polling"])) for _ in range(4)}
+    assert served == {survivor, replacement}
+    assert server.process.poll() is None
+
+
+def test_workers_dying_at_start_up_stop_the_server_and_say_so(gearbox, redis_server):  # noqa: F811
+    server = gearbox(server_extra="workers = 2", app="tests.apps.failing_worker_app:make_app",
+                     extra=over_redis(redis_server, "crashing"))
     # a failure for a supervisor (systemd's Restart=on-failure: docs/serving.rst)
+    assert server.wait_for_exit(timeout=20) != 0
+    log = server.log()
+    assert "exited with status 3 before it was ready" in log
+    assert ("5 worker processes in a row exited before they were ready (the last, "
+            "worker process ") in log
+    assert "WorkerDiedError" in log
+    assert "serving Socket.IO" not in log
+
+
+def test_a_dead_zygote_stops_the_server_and_says_so(gearbox, redis_server):  # noqa: F811
+    """Without the process that forks them, no worker could be replaced."""
+    server = gearbox(server_extra="workers = 2", extra=over_redis(redis_server, "zygote"))
+    server.wait_for_log("with 2 worker processes")
+    tree = process_tree(server.process.pid)
+    zygote = next(pid for pid, parent in tree.items() if parent == server.process.pid)
+    os.kill(zygote, signal.SIGKILL)
     assert server.wait_for_exit(timeout=15) != 0
-    assert "worker process %s exited; stopping the server" % pids.group(1) in server.log()
+    assert ("the process that starts the worker processes (pid %d) exited, so no "
+            "worker process could be replaced: the server stopped" % zygote) in server.log()
+    wait_until(lambda: not set(process_tree(1)) & set(tree), 10,
+               "worker processes left behind")
+
+
+def test_sighup_restarts_the_workers_one_by_one_refusing_no_client(
+    gearbox, watched_client, redis_server  # noqa: F811
+):
+    server = gearbox(server_extra="workers = 2",
+                     extra=over_redis(redis_server, "rolling"))
+    started = server.wait_for_log_match(r"with 2 worker processes \(pids (\d+) (\d+)\)")
+    old_pids = {int(started.group(1)), int(started.group(2))}
+    existing, existing_events = watched_client(server, ["websocket"])
+    assert whoami(existing) in old_pids
+    served, failures = [], []
+
+    def visit(number):
+        transports = ["websocket"] if number % 2 else ["polling"]
+        client = socketio.Client(reconnection=False)
+        try:
+            client.connect(server.url, namespaces=["/probe"], socketio_path="socketio",
+                           transports=transports, wait_timeout=10)
+            served.append(whoami(client))
+        except Exception as error:
+            failures.append((number, transports[0], repr(error)))
+        finally:
+            disconnect_client(client)
+
+    def visit_every_50_ms(visitors, done):
+        for number in itertools.count():
+            visitors.spawn(visit, number)
+            if done.wait(0.05):
+                return
+
+    visitors = gevent.pool.Group()
+    done = gevent.event.Event()
+    loop = gevent.spawn(visit_every_50_ms, visitors, done)
+    gevent.sleep(0.3)
+    os.kill(server.process.pid, signal.SIGHUP)
+    rolled = server.wait_for_log_match(
+        r"rolling restart done: worker processes (\d+) (\d+)", timeout=20)
+    gevent.sleep(0.3)
+    done.set()
+    loop.get(timeout=5)
+    visitors.join(timeout=20, raise_error=True)
+    assert not failures, failures
+    new_pids = {int(rolled.group(1)), int(rolled.group(2))}
+    assert not new_pids & old_pids
+    assert set(served) == old_pids | new_pids  # served throughout
+    assert set(process_tree(server.process.pid)) & (old_pids | new_pids) == new_pids
+    # the existing client was disconnected (cleanly) and came back (twice, if it
+    # came back to the other old worker first)
+    wait_until(lambda: "disconnect" in existing_events and existing_events[-1] == "connect",
+               10, "the existing client did not reconnect: %s" % existing_events)
+    assert existing_events[:2] == ["connect", "disconnect"]
+    assert whoami(existing) in new_pids
+    assert server.process.poll() is None
+
+
+def test_sigterm_ends_the_server_and_its_worker_processes(
+    gearbox, client_factory, redis_server  # noqa: F811
+):
+    server = gearbox(server_extra="workers = 2",
+                     extra=over_redis(redis_server, "stopped"))
+    server.wait_for_log("with 2 worker processes")
+    client = connect_probe(client_factory, server, ["websocket"])
+    assert client.call("ping", {"type": "ping"}, namespace="/probe", timeout=10) == "ack"
+    descendants = process_tree(server.process.pid)
+    assert len(descendants) == 3  # the zygote and the 2 workers
+    started = time.monotonic()
+    os.kill(server.process.pid, signal.SIGTERM)  # the parent alone
+    assert server.wait_for_exit(timeout=15) == 0
+    assert time.monotonic() - started < 5
+    # reaped, not left to init: none is even a zombie
+    wait_until(lambda: not any(os.path.exists("/proc/%d" % pid) for pid in descendants),
+               5, "processes left behind")
+    assert "WorkerDiedError" not in server.log()
 
 
 def test_the_router_closes_connections_that_send_no_request_line(
@@ -140,3 +353,29 @@ def test_the_router_closes_connections_that_send_no_request_line(
     assert time.monotonic() - started < 3
     client = connect_probe(client_factory, server, ["polling"])
     assert client.call("ping", {"type": "ping"}, namespace="/probe", timeout=10) == "ack"
+
+
+def test_sighup_lets_the_clients_of_a_restarted_worker_recover_their_state(
+    gearbox, client_factory, redis_server  # noqa: F811
+):
+    """With connection state recovery, a client of a worker that a rolling
+    restart stops comes back to another with its id and its rooms."""
+    from .jsclient import JsClient
+
+    server = gearbox(server_extra="workers = 2",
+                     extra=over_redis(redis_server, "rolling-recovery")
+                     + "\nsocketio.connection_state_recovery = 10")
+    server.wait_for_log("with 2 worker processes")
+    member = JsClient(server.url + "/probe", ["websocket"], "/socketio", reconnection=True)
+    try:
+        first = member.wait_for_type("connect", timeout=10)
+        assert member.call("join", "room", timeout=10) == [first["id"]]
+        sender = connect_probe(client_factory, server, ["websocket"])
+        sender.emit("to_room", ("room", "before"), namespace="/probe")
+        member.wait(lambda message: message["type"] == "event", 10)
+        os.kill(server.process.pid, signal.SIGHUP)
+        member.wait(lambda message: message["type"] == "disconnect", 20)
+        back = member.wait_for_type("connect", 10)
+        assert (back["recovered"], back["id"]) == (True, first["id"]), back
+    finally:
+        member.close()

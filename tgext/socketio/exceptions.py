@@ -16,7 +16,8 @@ class MonkeyPatchError(SocketIOExtError, RuntimeError):
 
 
 class WorkerDiedError(SocketIOExtError, RuntimeError):
-    """A worker process of ``workers = N`` died, so the server stopped.
+    """The worker processes of ``workers = N`` kept dying at start-up (or
+    the process forking them died), so the server stopped.
 
     Raised by the runner so that the command serving it exits with a failure
     (gearbox takes ``SystemExit`` for a normal end), for a supervisor to

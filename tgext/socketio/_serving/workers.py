@@ -10,14 +10,16 @@ arrives on a new connection and is routed anew; a WebSocket stays on the
 connection, hence on its process. This is what Node's ``@socket.io/sticky``
 does for a cluster. Emits, broadcasts, rooms and pub/sub cross the processes
 through Redis (``socketio.message_queue``, ``anypubsub.backend = redis``).
+
+The worker processes come and go (:mod:`.arbiter` replaces those that die
+and restarts them one by one on SIGHUP): the router hands new clients only
+to those ready to serve.
 """
 
-import itertools
 import logging
 import os
 import signal
 import socket
-import time
 from urllib.parse import parse_qs, urlsplit
 
 import gevent
@@ -28,14 +30,14 @@ from gevent.server import StreamServer
 from .._engine import engine as engine_module
 from ..exceptions import ConfigurationError, WorkerDiedError
 from .admission import parse_server_options
+from .arbiter import Arbiter, worker_tag
 from .http import SocketIOServer
+from .zygote import CHILD_STOP_TIMEOUT, PARENT_SIGNALS, READY
 
 log = logging.getLogger("tgext.socketio.workers")
 
 #: the most bytes read (peeked) to find a request line
 MAX_REQUEST_LINE = 8192
-#: seconds a child gets to disconnect its clients when told to stop
-CHILD_STOP_TIMEOUT = 5
 
 
 def check_processes(runtime, processes, sticky, where):
@@ -76,85 +78,73 @@ def check_processes(runtime, processes, sticky, where):
 
 
 def serve_workers(app, host, port, resource, count, node_id=None, limits=None):
-    """Serve ``app`` from ``count`` child processes on ``(host, port)``, forever.
+    """Serve ``app`` from ``count`` worker processes on ``(host, port)``, until
+    SIGTERM or SIGINT; SIGHUP restarts the workers one by one.
+
+    A worker process that dies is replaced (see :mod:`.arbiter`).
 
     :param node_id: ``socketio.node_id``, which starts the workers' tags.
-    :param limits: the timeouts and caps of ``[server:main]`` (each child
+    :param limits: the timeouts and caps of ``[server:main]`` (each worker
         applies them; the router gives a request line ``header_timeout``).
+    :raises WorkerDiedError: when worker processes keep exiting before they
+        are ready, or the process that forks them died: a failure for
+        whoever supervises the server (systemd's ``Restart=on-failure``).
     """
     limits = limits or parse_server_options({})
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(1024)
-    children = []  # (pid, channel to the child)
-    for index in range(count):
-        parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            listener.close()
-            parent_end.close()
-            for _pid, channel in children:
-                channel.close()
-            _run_child(
-                worker_tag(index, node_id),
-                child_end,
-                app,
-                (host, port),
-                resource,
-                limits,
-            )
-        child_end.close()
-        children.append((pid, parent_end))
-    router = _Router(
-        listener,
-        [channel for _pid, channel in children],
-        node_id,
-        limits["header_timeout"],
-    )
-    gevent.signal_handler(signal.SIGTERM, router.close)
-    log.info(
-        "serving Socket.IO at http://%s:%s%s with %d worker processes (pids %s)",
-        host,
-        listener.getsockname()[1],
-        resource,
-        count,
-        " ".join(str(pid) for pid, _channel in children),
-    )
-    watcher = gevent.spawn(_watch_children, [pid for pid, _channel in children], router)
+
+    def start_worker(serial, channel):  # in a worker process: never returns
+        tag = worker_tag(serial, node_id)
+        _run_child(tag, channel, app, (host, port), resource, limits)
+
+    arbiter = Arbiter(count, node_id)
+    # Blocked until the handlers are in place: the zygote is born with them
+    # blocked (and keeps them so), and none is lost in between.
+    signal.pthread_sigmask(signal.SIG_BLOCK, PARENT_SIGNALS)
     try:
-        router.serve_forever()
+        arbiter.start_zygote(start_worker, inherited=[listener])
+        handlers = [
+            gevent.signal_handler(signal.SIGTERM, arbiter.stop),
+            gevent.signal_handler(signal.SIGINT, arbiter.stop),
+            gevent.signal_handler(signal.SIGHUP, arbiter.roll),
+        ]
     finally:
-        watcher.kill()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
+    router = _Router(listener, arbiter, limits["header_timeout"])
+    try:
+        if arbiter.start():
+            router.start()
+            log.info(
+                "serving Socket.IO at http://%s:%s%s with %d worker processes "
+                "(pids %s)",
+                host,
+                listener.getsockname()[1],
+                resource,
+                count,
+                " ".join(str(pid) for pid in arbiter.pids()),
+            )
+            arbiter.wait()
+    finally:
         router.close()
-        _stop_children([pid for pid, _channel in children])
-    if router.lost_worker is not None:
-        # a failure, for whoever supervises the server (systemd's
-        # Restart=on-failure restarts it)
-        raise WorkerDiedError(
-            "worker process %d exited, so the server stopped" % router.lost_worker
-        )
-
-
-def worker_tag(index, node_id=None):
-    """What starts the session ids of worker ``index`` (``a-w0.``, ``w1.``)."""
-    return "%sw%d." % (node_id + "-" if node_id else "", index)
+        listener.close()
+        arbiter.close()
+        for handler in handlers:
+            handler.cancel()
+    if arbiter.failure is not None:
+        raise WorkerDiedError(arbiter.failure)
 
 
 class _Router(StreamServer):
-    """Hands each accepted connection to the child that holds its session."""
+    """Hands each accepted connection to the worker that holds its session,
+    else to the next serving one."""
 
-    #: the pid of a worker that died, which stopped the server
-    lost_worker = None
-
-    def __init__(self, listener, channels, node_id=None, header_timeout=10.0):
+    def __init__(self, listener, arbiter, header_timeout=10.0):
         super().__init__(listener, self._route)
-        self._channels = channels
+        self._arbiter = arbiter
         self._header_timeout = header_timeout
-        self._tags = {
-            worker_tag(index, node_id): index for index in range(len(channels))
-        }
-        self._next = itertools.cycle(range(len(channels)))
 
     def _route(self, client, address):
         try:
@@ -163,25 +153,28 @@ class _Router(StreamServer):
                 # nothing came in time (or the client left): the worker would
                 # only wait for it again, holding a descriptor meanwhile
                 return
-            index = self._owner(request_line)
-            if index is None:
-                index = next(self._next)
             peer = ("%s %s" % address[:2]).encode()
-            socket.send_fds(self._channels[index], [peer], [client.fileno()])
-        except OSError as error:  # the client or a child went away
+            for worker in self._arbiter.workers_for(_session_tag(request_line)):
+                if worker.hand_over(client, peer):
+                    return
+            log.warning("no worker process took a connection from %s", address[0])
+        except OSError as error:  # the client went away
             log.debug("routing a connection from %s failed: %s", address, error)
         finally:
             client.close()
 
-    def _owner(self, request_line):
-        """The child holding the session of ``request_line``'s ``sid``, if any."""
-        try:
-            target = request_line.split(b" ", 2)[1].decode("latin-1")
-            sid = parse_qs(urlsplit(target).query).get("sid", [""])[0]
-        except (IndexError, ValueError):
-            return None
-        tag, dot, _rest = sid.partition(".")
-        return self._tags.get(tag + dot) if dot else None
+
+def _session_tag(request_line):
+    """The worker tag starting the ``sid`` of ``request_line``, if any
+    (a session of a worker that exited is nobody's: it goes in turn, and
+    gets the ordinary answer to an unknown session)."""
+    try:
+        target = request_line.split(b" ", 2)[1].decode("latin-1")
+        sid = parse_qs(urlsplit(target).query).get("sid", [""])[0]
+    except (IndexError, ValueError):
+        return None
+    tag, dot, _rest = sid.partition(".")
+    return tag + dot if dot else None
 
 
 def _peek_request_line(client, timeout):
@@ -197,7 +190,8 @@ def _peek_request_line(client, timeout):
 
 
 def _run_child(tag, channel, app, address, resource, limits):
-    """Serve the connections the router hands over ``channel``; never returns."""
+    """Serve the connections the router hands over ``channel``, once ready
+    say so on it; never returns."""
     status = 0
     try:
         engine_module.SESSION_PREFIX = tag
@@ -214,11 +208,19 @@ def _run_child(tag, channel, app, address, resource, limits):
         stopping = Event()
         gevent.signal_handler(signal.SIGTERM, stopping.set)
         gevent.signal_handler(signal.SIGINT, stopping.set)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # the parent's: a restart
+        # blocked since the zygote forked this process: one sent meanwhile
+        # (to stop a worker not ready yet) is delivered now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
         receiver = gevent.spawn(_receive_connections, channel, server, pool, stopping)
+        channel.sendall(READY)
         stopping.wait()
-        receiver.kill()
         server.close()  # every client gets a clean disconnect
+        # Still receiving: the router hands this process the requests of its
+        # sessions until it has exited, and the closed server ends them at
+        # once, where left in the channel they would wait for the exit.
         pool.join(timeout=CHILD_STOP_TIMEOUT)
+        receiver.kill()
         pool.kill(timeout=1)
     except BaseException:  # a child must never return into gearbox's code
         log.exception("worker %s failed", tag)
@@ -241,43 +243,3 @@ def _receive_connections(channel, server, pool, stopping):
         client = socket.socket(fileno=fds[0])
         pool.spawn(server.handle, client, (host, int(port or 0)))
     stopping.set()
-
-
-def _watch_children(pids, router):
-    """Stop serving when a child dies: its clients are gone, say so loudly."""
-    while True:
-        for pid in pids:
-            if _reaped(pid):
-                log.error("worker process %d exited; stopping the server", pid)
-                router.lost_worker = pid
-                router.close()
-                return
-        gevent.sleep(0.5)
-
-
-def _stop_children(pids):
-    """SIGTERM (each child disconnects its clients), then SIGKILL the late."""
-    for pid in pids:
-        _signal(pid, signal.SIGTERM)
-    remaining = set(pids)
-    deadline = time.monotonic() + CHILD_STOP_TIMEOUT + 2
-    while remaining and time.monotonic() < deadline:
-        remaining = {pid for pid in remaining if not _reaped(pid)}
-        gevent.sleep(0.05)
-    for pid in remaining:
-        _signal(pid, signal.SIGKILL)
-        _reaped(pid)
-
-
-def _signal(pid, number):
-    try:
-        os.kill(pid, number)
-    except ProcessLookupError:
-        pass
-
-
-def _reaped(pid):
-    try:
-        return os.waitpid(pid, os.WNOHANG)[0] == pid
-    except ChildProcessError:
-        return True
