@@ -21,7 +21,7 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "Python 3.10+ is needed; set PYTHON=python3.x")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[testing,pubsub,redis]'
+	$(BIN)/python -m pip install --quiet -e '.[testing,pubsub,redis,metrics]'
 	touch $@
 
 node: node_modules/.installed
@@ -68,7 +68,7 @@ test-lowest: $(LOWEST)/.installed client node services
 $(LOWEST)/.installed: setup.py constraints/lowest.txt
 	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
 	$(LOWEST)/bin/python -m pip install --quiet --upgrade pip
-	$(LOWEST)/bin/python -m pip install --quiet -c constraints/lowest.txt -e '.[testing,pubsub,redis]'
+	$(LOWEST)/bin/python -m pip install --quiet -c constraints/lowest.txt -e '.[testing,pubsub,redis,metrics]'
 	touch $@
 
 bench: venv

@@ -52,6 +52,8 @@ testing_requires = docs_requires + [
     "build>=1.2.1,<2",
     # 6.1 is the first to read Metadata-Version 2.4, which setuptools writes
     "twine>=6.1,<8",
+    # tests/test_metrics.py: the [metrics] extra
+    "prometheus_client>=0.20,<1",
 ]
 
 
@@ -138,6 +140,8 @@ setup(
         "redis": ["redis>=5,<9"],
         # the worker class tgext.socketio.gunicorn.SocketIOWorker
         "gunicorn": ["gunicorn>=22,<24"],
+        # socketio.metrics and tgext.socketio.MetricsController (docs/metrics.rst)
+        "metrics": ["prometheus_client>=0.20,<1"],
         "testing": testing_requires,
         "docs": docs_requires,
     },

@@ -94,7 +94,7 @@ class RootController(TGController):
     socketio = FanoutSocketIO()
 
 
-def make_app(redis_url=None, recovery=None):
+def make_app(redis_url=None, recovery=None, metrics=False):
     """The app; the ``anypubsub.*`` keys as an .ini file's [app:main] has them
     (and ``socketio.connection_state_recovery`` = ``recovery`` seconds)."""
     check_monkey_patching()
@@ -103,6 +103,8 @@ def make_app(redis_url=None, recovery=None):
         app_conf = {"anypubsub.backend": "redis", "anypubsub.host": redis_url}
     if recovery:
         app_conf["socketio.connection_state_recovery"] = recovery
+    if metrics:
+        app_conf["socketio.metrics"] = "true"
     configurator = MinimalApplicationConfigurator()
     configurator.update_blueprint(
         {
@@ -129,12 +131,15 @@ def main(argv=None):
         metavar="SECONDS",
         help="turn connection state recovery on, with this window",
     )
+    parser.add_argument(
+        "--metrics", action="store_true", help="turn socketio.metrics on"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     global loop_watch
     loop_watch = LoopWatch()
     server = SocketIOServer(
-        ("127.0.0.1", args.port), make_app(args.redis, args.recovery), resource=RESOURCE, **loopback_limits()
+        ("127.0.0.1", args.port), make_app(args.redis, args.recovery, args.metrics), resource=RESOURCE, **loopback_limits()
     )
     server.init_socket()
     print(server.server_port, flush=True)

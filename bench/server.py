@@ -19,6 +19,9 @@ application differs:
 ``tgext-recovery``
     ``tgext`` with ``socketio.connection_state_recovery`` on (120 s): every
     event sent is logged and carries its offset.
+``tgext-metrics``
+    ``tgext`` with ``socketio.metrics`` on: every session, event, handler
+    time and ack counted (bench/metrics.py).
 ``tgext-pymalloc``, ``tgext-malloc``
     ``tgext`` with ``socketio.malloc_above`` ``off`` (new objects always from
     CPython's allocator) or ``0`` (always from the C library's malloc).
@@ -113,6 +116,8 @@ APPS = {
     "tgext-recovery": functools.partial(
         tgext_app, **{"socketio.connection_state_recovery": "120"}
     ),
+    # Prometheus metrics on (bench/metrics.py)
+    "tgext-metrics": functools.partial(tgext_app, **{"socketio.metrics": "true"}),
 }
 
 

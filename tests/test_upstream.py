@@ -14,6 +14,7 @@ import tgext.socketio
 from tgext.socketio import _upstream
 from tgext.socketio._upstream import (  # noqa: F401 (each declares what it relies on)
     gevent_websocket,
+    prometheus_client,
     python_engineio,
     python_socketio,
     tg,
@@ -40,6 +41,7 @@ def test_every_boundary_declares_what_it_relies_on():
         "gevent-websocket",
         "gevent",
         "TurboGears2",
+        "prometheus-client",
     }
 
 

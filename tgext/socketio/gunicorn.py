@@ -24,6 +24,7 @@ import os
 
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
+from ._metrics.processes import check_gunicorn_workers, child_exited
 from ._serving.admission import parse_server_options
 from ._serving.http import (
     DEFAULT_RESOURCE,
@@ -82,6 +83,14 @@ class SocketIOWorker(GeventPyWSGIWorker):
         )
         workers = self.cfg.workers
         check_processes(runtime, workers, False, "gunicorn -w %d" % workers)
+        check_gunicorn_workers(runtime, workers)
+
+
+def child_exit(server, worker):
+    """gunicorn's ``child_exit`` hook for ``socketio.metrics`` with ``-w N``:
+    the sessions a dead worker held no longer count (set it in gunicorn's
+    config: ``child_exit = tgext.socketio.gunicorn.child_exit``)."""
+    child_exited(worker.pid)
 
 
 def server_section(cfg):

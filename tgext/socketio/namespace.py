@@ -404,6 +404,9 @@ class BaseNamespace:
             self.ns_name,
         )
         if not quiet:
+            metrics = self._tgsio.engine.metrics
+            if metrics is not None:
+                metrics.error_sent(error_name)
             self.emit("error", error_name, error_message)
 
     def participants(self, room=None):

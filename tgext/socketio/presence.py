@@ -73,6 +73,9 @@ class RedisPresence:
     :param channel: ``socketio.channel``, which prefixes every key.
     """
 
+    #: what learns when Redis fails and is back (``socketio.metrics``), or None
+    metrics = None
+
     #: not needed here: a dropped client's memberships stay (and are
     #: renewed) until the engine forgets it, when its window is over
     lingering = None
@@ -206,10 +209,14 @@ class RedisPresence:
                 if self._failing:
                     log.warning("presence: Redis is back")
                     self._failing = False
+                    if self.metrics is not None:
+                        self.metrics.backend("message_queue", True)
             except Exception as error:  # the backend's boundary (Redis away)
                 if not self._failing:
                     log.warning("presence: Redis unavailable (%s); retrying", error)
                     self._failing = True
+                    if self.metrics is not None:
+                        self.metrics.backend("message_queue", False)
                 stopped.wait(timeout=1)
 
 

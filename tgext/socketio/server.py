@@ -131,10 +131,19 @@ def socketio_server_runner(wsgi_app, global_config, **kw):
 
     check_processes(runtime, workers, True, "workers = %d in [server:main]" % workers)
     if workers > 1:
+        from ._metrics.processes import shared_between_workers
+
         runtime.close()  # each worker process builds its own engines
-        return serve_workers(
-            wsgi_app, host, port, resource, workers, runtime.options["node_id"], limits
-        )
+        with shared_between_workers(runtime, workers):  # socketio.metrics
+            return serve_workers(
+                wsgi_app,
+                host,
+                port,
+                resource,
+                workers,
+                runtime.options["node_id"],
+                limits,
+            )
     server = SocketIOServer(
         (host, port), wsgi_app, resource=resource, runtime=runtime, limits=limits
     )

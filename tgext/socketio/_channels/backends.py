@@ -140,6 +140,9 @@ class RedisChannels:
         ``publish``).
     """
 
+    #: what learns when Redis fails and is back (``socketio.metrics``), or None
+    metrics = None
+
     def __init__(self, hub, backend):
         import redis
 
@@ -343,6 +346,8 @@ class RedisChannels:
                     self._turn()
                     self.available = True
                     if lost:
+                        if self.metrics is not None:
+                            self.metrics.backend("pubsub", True)
                         log.warning(
                             "pub/sub: subscribed again to %d channels", len(self._sent)
                         )
@@ -358,6 +363,8 @@ class RedisChannels:
                         error,
                         RETRY_MAX_DELAY,
                     )
+                    if not lost and self.metrics is not None:
+                        self.metrics.backend("pubsub", False)
                     lost = True
                     self.available = False
                     self._reset()

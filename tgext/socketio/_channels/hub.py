@@ -103,6 +103,9 @@ class PubSubHub:
     :param max_publication_bytes: the largest publication's JSON, or ``None``.
     """
 
+    #: what counts publications and deliveries (``socketio.metrics``), or None
+    metrics = None
+
     def __init__(self, backend, max_publication_bytes=None):
         self.backend = backend
         self.max_publication_bytes = max_publication_bytes
@@ -326,6 +329,8 @@ class PubSubHub:
                 "pub/sub backend refused a message for channel %r: %s: %s"
                 % (name, type(error).__name__, error)
             ) from error
+        if self.metrics is not None:
+            self.metrics.published()
 
     def send_raw(self, name, raw):
         """Send what channel ``name`` carries (an envelope's JSON) to every
@@ -400,6 +405,8 @@ class PubSubHub:
             else:
                 live = list(members)
             self._send_envelope(live, group_engine, namespace, name, envelope, offset)
+            if self.metrics is not None:
+                self.metrics.delivered(len(live))
 
     def event_of(self, name, raw):
         """``(event, args)`` a subscriber of channel ``name`` gets for what

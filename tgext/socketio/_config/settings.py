@@ -277,6 +277,15 @@ OPTIONS = (
         "name of this server behind a load balancer: every session id it makes "
         "starts with it, for sticky routing (see Deployment)",
     ),
+    (
+        "metrics",
+        False,
+        asbool,
+        "true or false",
+        "opt-in: count sessions, events, handler times, errors, refusals and "
+        "more as Prometheus metrics, served by a ``MetricsController`` the app "
+        "mounts (see Metrics; needs ``pip install tgext.socketio[metrics]``)",
+    ),
 )
 
 

@@ -41,6 +41,9 @@ class EventDispatcher:
     :param engine: the ``SocketIOEngine`` whose acknowledgements it sends.
     """
 
+    #: what times the handlers (``socketio.metrics``): an EngineMetrics, or None
+    metrics = None
+
     def __init__(self, engine, max_idle_workers=64, max_queued_events=None):
         self._engine = engine
         self.max_idle_workers = max_idle_workers
@@ -63,7 +66,14 @@ class EventDispatcher:
         if limit is not None and len(inbox) >= limit:
             self._overflow(instance, limit)
             return
-        inbox.append((id, data))
+        metrics = self.metrics
+        if metrics is None:
+            inbox.append((id, data, None))
+        else:
+            # its event name's instruments, looked up once
+            event_metrics = metrics.event(instance.ns_name, data[0])
+            event_metrics.received(1)
+            inbox.append((id, data, event_metrics))
         if instance._tgsio.draining:
             # its worker will get to it, in order (or, before its connect
             # was accepted, start() will)
@@ -103,6 +113,8 @@ class EventDispatcher:
         """
         if instance._tgsio.closed or instance._tgsio.leaving:
             return  # being dropped already
+        if self.metrics is not None:
+            self.metrics.refuse("too_many_events")
         self._engine.warn_about_client(
             instance._tgsio.eio_sid,
             log,
@@ -169,14 +181,14 @@ class EventDispatcher:
             push_request_locals(request_locals)
         try:
             while inbox:
-                id, data = inbox.pop(0)
-                self._dispatch(instance, id, data)
+                id, data, event_metrics = inbox.pop(0)
+                self._dispatch(instance, id, data, event_metrics)
         finally:
             instance._tgsio.draining = False
             if request_locals is not None:
                 pop_request_locals(request_locals)
 
-    def _dispatch(self, instance, id, data):
+    def _dispatch(self, instance, id, data, event_metrics=None):
         event_packet = {
             "type": "event",
             "name": data[0],
@@ -186,10 +198,14 @@ class EventDispatcher:
         if id is not None:
             event_packet["id"] = id
             event_packet["ack"] = "data"
+        if event_metrics is not None:
+            started = time.perf_counter()
         try:
             result = instance.process_packet(event_packet)
             if id is not None:
                 self._acknowledge(instance, id, result)
+            if event_metrics is not None:
+                event_metrics.handled(started, id is not None)
         except Exception as error:  # the boundary where user handler code runs
             # (encoding the ack is in it: a handler may return a set)
             method_name = _method_name_of(data[0])
@@ -213,6 +229,8 @@ class EventDispatcher:
             )
             if id is not None:
                 self._acknowledge(instance, id, DENIED)
+            if event_metrics is not None:
+                event_metrics.handled(started, id is not None, failed=True)
 
     def _acknowledge(self, instance, id, result):
         """Send the ACK: ``None`` or a refusal is empty, a tuple spreads."""

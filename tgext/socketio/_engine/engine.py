@@ -62,6 +62,11 @@ class SocketIOEngine(python_socketio.Server):
     """
 
     engineio_server_class = EngineIOServer
+    #: what counts its traffic (``socketio.metrics``): an EngineMetrics, or None
+    metrics = None
+    #: where the events it receives are kept for the admin view (an
+    #: ``EventLog``, set when the app mounts a SocketIOAdminController), or None
+    event_log = None
 
     def __init__(self, namespace_classes, options):
         self.namespace_classes = dict(namespace_classes)
@@ -186,6 +191,8 @@ class SocketIOEngine(python_socketio.Server):
                 # transport closing): Node's server calls it a transport
                 # close, and its client comes back to recover.
                 reason = self.reason.TRANSPORT_CLOSE
+        if self.metrics is not None:
+            self.metrics.disconnected(reason)
         try:
             super().handle_engineio_disconnect(eio_sid, reason)
         finally:
@@ -303,6 +310,8 @@ class SocketIOEngine(python_socketio.Server):
         pid, offset, data = recovery.claim(data)
         if pid is None:
             return None, data
+        if self.metrics is not None:
+            self.metrics.recovery_attempted()
         recovery.supersede(pid, namespace)
         restored = recovery.take(
             pid, offset, namespace, self._connections[eio_sid].environ
@@ -385,6 +394,8 @@ class SocketIOEngine(python_socketio.Server):
         # no greenlet switch from here on: nothing new can come in between
         self.manager.connecting.pop(sid, None)
         if accepted and instance is not None and restored is not None:
+            if self.metrics is not None:
+                self.metrics.recovery_succeeded()
             dropped, start = restored
             for parts in self.recovery.missed(instance, dropped, start, fetched):
                 for part in as_engineio_packets(parts):
@@ -437,6 +448,8 @@ class SocketIOEngine(python_socketio.Server):
         and again: each try costs the app a connect hook.
         """
         connection.refused_connects += 1
+        if self.metrics is not None:
+            self.metrics.refuse("connect_refused")
         if connection.refused_connects < MAX_REFUSED_CONNECTS:
             return
         self._cut(
@@ -464,6 +477,8 @@ class SocketIOEngine(python_socketio.Server):
         instance.ns_name = namespace  # (__init__ sets it too)
         connection.active_ns[namespace] = instance
         self._instances[sid] = instance
+        if self.metrics is not None:
+            self.metrics.connected(namespace)
         if self.recovery is not None:
             if dropped is not None:
                 instance.session = connection.session
@@ -494,6 +509,8 @@ class SocketIOEngine(python_socketio.Server):
         instance = self._instances.pop(sid, None)
         if instance is None:
             return None
+        if self.metrics is not None:
+            self.metrics.left(instance.ns_name)
         instance._tgsio.closed = True  # spawn() and emit() stop working
         if self.recovery is not None:
             self.recovery.forget(instance)
@@ -567,6 +584,8 @@ class SocketIOEngine(python_socketio.Server):
         :param kind: a few words saying what happened, for summaries.
         :param offence: whether a well-behaved client would not do it.
         """
+        if offence and self.metrics is not None:
+            self.metrics.offence(kind)
         connection = self._connections.get(eio_sid)
         if connection is None:  # gone already
             if clientlog.client_lines.allow(kind):
@@ -589,6 +608,8 @@ class SocketIOEngine(python_socketio.Server):
         if isinstance(socket, GuardedSocket):
             socket.reject(reason)
         elif socket is not None:
+            if self.metrics is not None:
+                self.metrics.refuse_session(reason)
             log.warning("refused input from %s: %s; session closed", eio_sid, reason)
             self.eio.disconnect(eio_sid)
 

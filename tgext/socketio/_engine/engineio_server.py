@@ -27,6 +27,8 @@ class EngineIOServer(python_engineio.Server):
     max_queued_packets = None
     #: bytes waiting to be sent to one client before it is disconnected
     max_queued_bytes = None
+    #: what counts its sessions (``socketio.metrics``): an EngineMetrics, or None
+    metrics = None
 
     def guard(self, sid, ticket=None):
         """Make session ``sid`` a :class:`GuardedSocket` (called at its connect).
@@ -45,6 +47,8 @@ class EngineIOServer(python_engineio.Server):
         if ticket is not None and isinstance(socket, GuardedSocket):
             ticket.open()
             socket.ticket = ticket
+        if self.metrics is not None and isinstance(socket, GuardedSocket):
+            self.metrics.session_opened(socket)
         session_events.opened(socket)
 
     def generate_id(self):

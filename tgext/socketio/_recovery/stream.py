@@ -80,6 +80,9 @@ class RecoveryStream:
         (the pub/sub hub's, in a process that may serve no engine).
     """
 
+    #: what learns when Redis fails and is back (``socketio.metrics``), or None
+    metrics = None
+
     def __init__(self, url, channel, retention, max_events, deliver):
         self.key = "%s:recovery:events" % channel
         self._prefix = "%s:recovery:" % channel
@@ -168,6 +171,8 @@ class RecoveryStream:
                 if self._failing:
                     log.warning("connection state recovery: Redis is back")
                     self._failing = False
+                    if self.metrics is not None:
+                        self.metrics.backend("recovery_stream", True)
             except Exception as error:  # the backend's boundary (Redis away)
                 if not self._failing:
                     log.warning(
@@ -178,6 +183,8 @@ class RecoveryStream:
                         error,
                     )
                     self._failing = True
+                    if self.metrics is not None:
+                        self.metrics.backend("recovery_stream", False)
                 if not self._stopping:
                     gevent.sleep(RETRY_DELAY)
                 continue

@@ -205,7 +205,12 @@ class Admission:
                 return hop[:64]
         return peer
 
+    #: what counts refusals (``socketio.metrics`` of an app served), or None
+    metrics = None
+
     def _refuse(self, address, key, limit):
+        if self.metrics is not None:
+            self.metrics.refuse(key)
         if self._refusals.allow(key):
             log.warning(
                 "refused a client from %r: %s is %d (answered 503)",

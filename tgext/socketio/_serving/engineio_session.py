@@ -112,6 +112,8 @@ class GuardedSocket(python_engineio.Session):
     _ping_timer = None
     #: what counts the session against its client's address (set at connect)
     ticket = None
+    #: whether the server's metrics count it among the sessions open
+    _tgsio_metered = False
 
     def schedule_ping(self):
         """Send a ping ``ping_interval`` from now.
@@ -158,6 +160,9 @@ class GuardedSocket(python_engineio.Session):
             ticket, self.ticket = self.ticket, None
             if ticket is not None:
                 ticket.close()
+            if self._tgsio_metered:
+                self._tgsio_metered = False
+                self.server.metrics.session_closed(sends_frames)
             session_events.closed(self)
 
     def reject(self, reason, code=1008):
@@ -171,6 +176,8 @@ class GuardedSocket(python_engineio.Session):
             return
         self.rejected = reason
         rejections.report(self.sid, reason)
+        if self.server.metrics is not None:
+            self.server.metrics.refuse_session(reason)
         websocket = self._websocket
         if websocket is not None:
             _cut(websocket, code, self._frames)
@@ -234,6 +241,8 @@ class GuardedSocket(python_engineio.Session):
         if self.rejected is not None:
             return
         server = self.server
+        if server.metrics is not None:
+            server.metrics.queued(backlog, backlog_bytes)
         for waiting, limit, what in (
             (backlog, server.max_queued_packets, "packets"),
             (backlog_bytes, server.max_queued_bytes, "bytes"),
@@ -297,6 +306,8 @@ class GuardedSocket(python_engineio.Session):
             frames.write(encode_frame(pkt.encode()))
         self._queued_bytes = 0
         self._sends_frames = True
+        if self._tgsio_metered:
+            self.server.metrics.session_upgraded()
         # python-engineio's, unused from now on: the long-poll pending at the
         # upgrade took the NOOP put for it, and later ones get a NOOP
         # without polling (handle_get_request, once upgraded)

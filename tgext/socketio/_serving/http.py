@@ -17,6 +17,7 @@ from gevent.pywsgi import WSGIServer
 
 from .._config.keys import SERVER_KEY, SESSION_TICKET_KEY
 from .._memory.trimmer import trimmer
+from .._metrics.hooks import watch_server
 from .._upstream import gevent_websocket
 from . import clientlog
 from .admission import Admission, parse_server_options
@@ -90,6 +91,8 @@ class SocketIOHandler(gevent_websocket.Handler):
         if upgrading and not self.server.allows_origin(self.environ):
             # before the 101, which gevent-websocket would send before the app
             # runs (python-engineio then refuses, too late for the browser)
+            if self.server.admission.metrics is not None:
+                self.server.admission.metrics.refuse("origin")
             return self._refuse("403 Forbidden", b"Not an accepted origin.")
         if self.server.one_request_per_connection and not upgrading:
             # workers = N: the next long-polling request may belong to a
@@ -217,6 +220,9 @@ class SocketIOHandler(gevent_websocket.Handler):
         else:
             status, response = "400", _BAD_REQUEST_RESPONSE
             reason = printable(str(error) or type(error).__name__, 200)
+        metrics = self.server.admission.metrics
+        if metrics is not None:
+            metrics.refuse("bad_request" if status == "400" else "header_timeout")
         if _bad_requests.allow(reason.split(":", 1)[0]):
             log.warning(
                 "invalid request from %s: %s", _host(self.client_address), reason
@@ -320,6 +326,7 @@ class SocketIOServer(WSGIServer):
         """
         if not any(owned is closable for owned in self._owned):
             self._owned.append(closable)
+            watch_server(self, closable)
 
     def allows_origin(self, environ):
         """Whether the app(s) served accept the request's ``Origin``.

@@ -1,0 +1,77 @@
+"""What Prometheus metrics cost: ``.venv/bin/python bench/metrics.py``.
+
+With ``socketio.metrics`` on, every event received is counted, its handler
+timed (a histogram) and its ack counted; sessions and namespace joins move
+gauges, and a publication counts its deliveries. This measures, in one run
+and interleaved, the same figures as ``bench/versus.py`` with metrics on
+against off, on this checkout:
+
+* WebSocket round trips per second of the ping-pong example (each ``ping``
+  counted, timed, and answered with a ``pong``) with 50 and 500 clients,
+  and the server's CPU time per round trip;
+* the time for one message to reach 500 WebSocket clients, by
+  ``broadcast_event`` (counted once: one event) and by ``publish`` (its 500
+  deliveries counted).
+
+It prints each figure for both and their ratio (on / off): above 1 is faster
+for round trips, slower for the server's CPU time per round trip and for
+fan-out times. On a noisy machine, read the CPU time per round trip: the
+rates move with the scheduler.
+"""
+
+import argparse
+
+from fanout import prepare as prepare_fanout
+from versus import (
+    Variant,
+    add_measure_arguments,
+    compare_fanouts,
+    compare_round_trips,
+    report,
+)
+
+VARIANTS = {
+    "on": Variant("tgext-metrics", fanout_args=["--metrics"]),
+    "off": Variant("tgext"),
+}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_measure_arguments(parser)
+    parser.add_argument(
+        "--no-fanouts", action="store_true", help="measure round trips only"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    options = parse_args(argv)
+    fanout_options = argparse.Namespace(
+        no_pin=options.no_pin, clients=options.fanout_clients * 2
+    )
+    prepare_fanout(fanout_options)  # cores, open files, the load generator's ws
+    options.server_cpu, options.load_cpu = fanout_options.server_cpu, fanout_options.load_cpu
+    cpu = {}
+    rates = compare_round_trips(options, VARIANTS, cpu)
+    times = {} if options.no_fanouts else compare_fanouts(options, VARIANTS)
+    if options.no_fanouts:
+        for name in VARIANTS:  # report() prints both fan-outs: mark them unmeasured
+            for mode in ("broadcast", "publish"):
+                times[name, mode] = [float("nan")]
+    print(
+        report(
+            "off",
+            rates,
+            {},
+            times,
+            options,
+            names=("on", "off"),
+            title="socketio.metrics on against off (medians; ratio on/off)",
+            cpu=cpu,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
