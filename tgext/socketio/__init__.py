@@ -21,6 +21,13 @@ _PUBLIC_NAMES = {
     "BroadcastMixin": ".mixins",
     "RoomsMixin": ".mixins",
     "emit": ".emitter",
+    "MetricsController": ".metrics",
+    "SocketIOAdminController": ".admin",
+    "fetch_clients": ".cluster",
+    "disconnect_clients": ".cluster",
+    "emit_with_acks": ".cluster",
+    "ClientInfo": ".cluster",
+    "Acks": ".cluster",
     "participants": ".presence",
     "PubSubTGNamespace": ".pubsub",
 }

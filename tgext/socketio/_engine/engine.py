@@ -644,6 +644,8 @@ class SocketIOEngine(python_socketio.Server):
                 offence=True,
             )
             return
+        if self.event_log is not None:
+            self.event_log.received(instance.ns_name, data[0], sid)
         self._dispatcher.submit(instance, id, data)
 
     def send_event(self, instance, event, args, callback=None):

@@ -15,6 +15,7 @@ from .._channels.hub import PubSubHub, backend_settings, create_backend
 from .._channels.options import declared_options
 from .._config.keys import RUNTIME_KEY
 from .._config.settings import parse_options
+from .._metrics.hooks import metrics_for, watch_engine
 from .._recovery.stream import RecoveryStream
 from ..exceptions import ConfigurationError
 from .client_manager import is_redis_url
@@ -37,10 +38,18 @@ class AppRuntime:
             max_publication_bytes=self.options["max_publication_bytes"],
         )
         self.hub.stream = recovery_stream_for(self.options)
+        #: the app's metrics (``socketio.metrics``), else ``None``
+        self.metrics = metrics_for(self.options, self.hub)
         self._engines = {}  # SocketIOController instance -> SocketIOEngine
         #: where the app's ``SocketIOController`` instances are mounted, as
         #: attribute paths (``/socketio``), found when the app was made
         self.mount_paths = []
+        #: answers cluster operations (:mod:`tgext.socketio.cluster`) for
+        #: this process, once it serves an engine with a Redis message queue
+        self.cluster = None
+        #: the recent events this process's engines received, kept for the
+        #: admin view (:mod:`tgext.socketio._cluster.events`), else ``None``
+        self.event_log = None
 
     @property
     def engines(self):
@@ -128,7 +137,18 @@ class AppRuntime:
                 engine.recovery.hub = self.hub
             for namespace_class in engine.namespace_classes.values():
                 self.hub.registry.add(declared_options(namespace_class))
+            if self.metrics is not None:
+                watch_engine(self.metrics, engine)
+            engine.event_log = self.event_log
+            self._listen_for_cluster_operations()
         return engine
+
+    def _listen_for_cluster_operations(self):
+        url = self.options["message_queue"]
+        if self.cluster is None and url is not None and is_redis_url(url):
+            from .._cluster.bus import ClusterListener
+
+            self.cluster = ClusterListener(url, self.options["channel"], self)
 
     def close(self):
         """Disconnect every client, end every greenlet the engines and hub run.
@@ -141,6 +161,9 @@ class AppRuntime:
                 engine.close()
             except Exception:  # one engine failing must not keep the others open
                 log.exception("closing a Socket.IO engine failed")
+        if self.cluster is not None:
+            self.cluster.close()
+            self.cluster = None
         self.hub.close()
         if self.hub.stream is not None:
             self.hub.stream.close()

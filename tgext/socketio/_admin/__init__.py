@@ -1,0 +1,1 @@
+"""The admin view's page (:class:`tgext.socketio.SocketIOAdminController`)."""
