@@ -12,7 +12,7 @@ not through clients: nothing a client sends starts one.
 
 import dataclasses
 
-from ._cluster import bus, local
+from ._cluster import bus, operations
 from ._config.keys import RUNTIME_KEY
 from ._engine.client_manager import is_redis_url
 from ._upstream.tg import current_app_config
@@ -203,7 +203,7 @@ def _run(operation, params, timeout, message_queue, channel):
                 "message_queue= (the socketio.message_queue URL of the servers)."
                 % _public_name(operation)
             )
-        return [local.perform(runtime, operation, params)], 1
+        return [operations.perform(runtime, operation, params)], 1
     if not is_redis_url(message_queue):
         raise ConfigurationError(
             "%s needs a Redis message queue to reach every process, and "

@@ -22,7 +22,7 @@ from .._engine.tagged_json import dumps, loads
 from .._upstream import python_socketio
 from .._upstream.redis import disconnect_client
 from ..exceptions import ClusterOperationError
-from . import local
+from . import local, operations
 
 log = logging.getLogger("tgext.socketio.cluster")
 
@@ -100,7 +100,7 @@ class ClusterListener:
             return
         answer = {"id": request_id, "server": local.server_name()}
         try:
-            answer["result"] = local.perform(
+            answer["result"] = operations.perform(
                 self._runtime, request.get("op"), request.get("params") or {}
             )
         except Exception as error:  # the app's hooks (recv_disconnect) run here

@@ -146,34 +146,3 @@ def emit_with_acks(runtime, event, args, namespace="/", to=None, timeout=5.0):
 
 def _bound(callback, sid):
     return lambda *arguments: callback(sid, *arguments)
-
-
-def perform(runtime, operation, params):
-    """Run ``operation`` (``fetch``, ``disconnect``, ``acks``, ``overview``)
-    with the request's ``params`` here.
-
-    :raises ValueError: for an operation this version does not know.
-    """
-    if operation == "fetch":
-        return fetch(
-            runtime, params.get("namespace"), params.get("to"), params.get("user")
-        )
-    if operation == "disconnect":
-        return disconnect(
-            runtime, params.get("namespace"), params.get("to"), params.get("user")
-        )
-    if operation == "acks":
-        return emit_with_acks(
-            runtime,
-            params["event"],
-            params.get("args") or [],
-            params.get("namespace") or "/",
-            params.get("to"),
-            float(params.get("timeout", 5.0)),
-        )
-    if operation == "overview":
-        # imported here: it reads PubSub namespaces, which import TurboGears
-        from .overview import process_overview
-
-        return process_overview(runtime)
-    raise ValueError("unknown cluster operation %r" % (operation,))

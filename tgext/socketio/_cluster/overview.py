@@ -13,7 +13,6 @@ answers with their counts, and the first :data:`MAX_CLIENTS` of them.
 import os
 import time
 
-from .. import pubsub
 from . import events, local
 
 #: clients a process lists (the oldest connections), members a room or a
@@ -50,9 +49,10 @@ def process_overview(runtime):
         namespaces[namespace] = namespaces.get(namespace, 0) + 1
         for room in described["rooms"]:
             rooms.setdefault((namespace, room), []).append([sid, user])
+        # PubSubTGNamespace's (its class says it shares the app's hub)
         subscribed = (
             instance.subscriptions()
-            if isinstance(instance, pubsub.PubSubTGNamespace)
+            if getattr(type(instance), "_tgsio_shares_hub", False)
             else []
         )
         for channel in subscribed:
