@@ -288,6 +288,10 @@ def test_two_workers_show_their_sum_in_every_scrape(gearbox, redis_server):  # n
         for client in clients:
             for _ in range(3):
                 assert client.call("ping", {}, namespace="/probe", timeout=10) == "ack"
+        # each worker brings its values up to date every second (the one
+        # answering a scrape, at once): then every scrape shows the sum
+        wait_for_value(server.url + "/metrics", "socketio_events_received_total", 36,
+                       namespace="/probe", event="ping")
         # each scrape is a new connection, routed to either worker in turn
         for _ in range(6):
             samples = scrape(server.url + "/metrics")
@@ -382,6 +386,8 @@ def test_gunicorn_workers_show_their_sum_and_drop_a_dead_ones_gauges(
     try:
         for client in clients:
             assert client.call("ping", {}, namespace="/probe", timeout=10) == "ack"
+        wait_for_value(server.url + "/metrics", "socketio_events_received_total",
+                       len(clients), namespace="/probe", event="ping")
         for _ in range(6):
             samples = scrape(server.url + "/metrics")
             received = "socketio_events_received_total"

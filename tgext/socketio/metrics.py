@@ -59,6 +59,8 @@ def metrics_response(metrics):
         )
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+    metrics.flush()  # this process's events, up to now
+
     directory = multiprocess_directory()
     if directory is None:
         registry = metrics.registry

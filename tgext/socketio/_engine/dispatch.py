@@ -72,7 +72,7 @@ class EventDispatcher:
         else:
             # its event name's instruments, looked up once
             event_metrics = metrics.event(instance.ns_name, data[0])
-            event_metrics.received(1)
+            event_metrics.received += 1
             inbox.append((id, data, event_metrics))
         if instance._tgsio.draining:
             # its worker will get to it, in order (or, before its connect

@@ -164,6 +164,8 @@ class AppRuntime:
         if self.cluster is not None:
             self.cluster.close()
             self.cluster = None
+        if self.metrics is not None:
+            self.metrics.close()  # what was counted last reaches the values
         self.hub.close()
         if self.hub.stream is not None:
             self.hub.stream.close()

@@ -10,8 +10,6 @@ picks the class again (:func:`use_multiprocess_values`); metric values
 read ``values.ValueClass`` each time one is created.
 """
 
-from bisect import bisect_left
-
 from gevent import monkey
 from prometheus_client import Counter, Histogram, values
 
@@ -81,21 +79,31 @@ def incrementer(child):
     return increment if increment is not None else child.inc
 
 
-def observer(child):
-    """A function observing an amount in a histogram label ``child``: what
-    ``Histogram.observe`` does (the sum, then the first bucket whose bound
-    holds the amount, found by bisection), without its checks
-    (``child.observe`` when a release keeps its values elsewhere)."""
-    bounds = getattr(child, "_upper_bounds", None)
+def histogram_adder(child, bounds):
+    """A function ``add(seconds, counts)`` adding observations to a histogram
+    label ``child`` all at once: ``seconds`` to its sum, ``counts[i]`` to
+    its bucket ``i`` (``bounds`` are its bounds, ``+Inf`` last), as that
+    many ``observe`` calls would have. A release keeping its values
+    elsewhere gets them one ``observe`` at a time, at each bucket's bound
+    (its sum then approximate)."""
     total = getattr(child, "_sum", None)
     buckets = getattr(child, "_buckets", None)
-    if bounds is None or total is None or not buckets or len(buckets) != len(bounds):
-        return child.observe
+    if total is None or not buckets or len(buckets) != len(bounds):
+        largest = max(bound for bound in bounds if bound != float("inf"))
+
+        def add_one_by_one(seconds, counts):
+            for bound, count in zip(bounds, counts):
+                for _ in range(count):
+                    child.observe(min(bound, largest))
+
+        return add_one_by_one
     add_to_sum = total.inc
     bucket_increments = [bucket.inc for bucket in buckets]
 
-    def observe(amount):
-        add_to_sum(amount)
-        bucket_increments[bisect_left(bounds, amount)](1)
+    def add(seconds, counts):
+        add_to_sum(seconds)
+        for increment, count in zip(bucket_increments, counts):
+            if count:
+                increment(count)
 
-    return observe
+    return add
