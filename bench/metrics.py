@@ -30,14 +30,7 @@ import statistics
 import time
 import timeit
 
-from fanout import prepare as prepare_fanout
-from versus import (
-    Variant,
-    add_measure_arguments,
-    compare_fanouts,
-    compare_round_trips,
-    report,
-)
+from versus import Variant, add_measure_arguments, compare_on_off
 
 VARIANTS = {
     "on": Variant("tgext-metrics", fanout_args=["--metrics"]),
@@ -81,29 +74,11 @@ def hot_path_cost(rounds=7, number=200_000):
 
 def main(argv=None):
     options = parse_args(argv)
-    fanout_options = argparse.Namespace(
-        no_pin=options.no_pin, clients=options.fanout_clients * 2
-    )
-    prepare_fanout(fanout_options)  # cores, open files, the load generator's ws
-    options.server_cpu, options.load_cpu = fanout_options.server_cpu, fanout_options.load_cpu
-    cpu = {}
-    rates = compare_round_trips(options, VARIANTS, cpu)
-    times = {} if options.no_fanouts else compare_fanouts(options, VARIANTS)
-    if options.no_fanouts:
-        for name in VARIANTS:  # report() prints both fan-outs: mark them unmeasured
-            for mode in ("broadcast", "publish"):
-                times[name, mode] = [float("nan")]
-    print(
-        report(
-            "off",
-            rates,
-            {},
-            times,
-            options,
-            names=("on", "off"),
-            title="socketio.metrics on against off (medians; ratio on/off)",
-            cpu=cpu,
-        )
+    cpu = compare_on_off(
+        options,
+        VARIANTS,
+        "socketio.metrics on against off (medians; ratio on/off)",
+        fanouts=not options.no_fanouts,
     )
     per_event = hot_path_cost()
     print("metrics' work per event, in this process: %.2f us" % per_event)

@@ -19,14 +19,7 @@ rates move with the scheduler.
 
 import argparse
 
-from fanout import prepare as prepare_fanout
-from versus import (
-    Variant,
-    add_measure_arguments,
-    compare_fanouts,
-    compare_round_trips,
-    report,
-)
+from versus import Variant, add_measure_arguments, compare_on_off
 
 VARIANTS = {
     "on": Variant("tgext-recovery", fanout_args=["--recovery", "120"]),
@@ -41,26 +34,10 @@ def parse_args(argv):
 
 
 def main(argv=None):
-    options = parse_args(argv)
-    fanout_options = argparse.Namespace(
-        no_pin=options.no_pin, clients=options.fanout_clients * 2
-    )
-    prepare_fanout(fanout_options)  # cores, open files, the load generator's ws
-    options.server_cpu, options.load_cpu = fanout_options.server_cpu, fanout_options.load_cpu
-    cpu = {}
-    rates = compare_round_trips(options, VARIANTS, cpu)
-    times = compare_fanouts(options, VARIANTS)
-    print(
-        report(
-            "off",
-            rates,
-            {},
-            times,
-            options,
-            names=("on", "off"),
-            title="connection state recovery on against off (medians; ratio on/off)",
-            cpu=cpu,
-        )
+    compare_on_off(
+        parse_args(argv),
+        VARIANTS,
+        "connection state recovery on against off (medians; ratio on/off)",
     )
 
 

@@ -180,6 +180,31 @@ def compare_fanouts(options, variants):
     return times
 
 
+def compare_on_off(options, variants, title, fanouts=True):
+    """Measure ``variants`` (``"on"`` and ``"off"``) interleaved, round trips
+    then (``fanouts``) fan-outs, and print the report titled ``title``;
+    returns the server's CPU per round trip, ``{(name, clients): [us, ...]}``.
+    """
+    fanout_options = argparse.Namespace(
+        no_pin=options.no_pin, clients=options.fanout_clients * 2
+    )
+    prepare_fanout(fanout_options)  # cores, open files, the load generator's ws
+    options.server_cpu, options.load_cpu = fanout_options.server_cpu, fanout_options.load_cpu
+    cpu = {}
+    rates = compare_round_trips(options, variants, cpu)
+    if fanouts:
+        times = compare_fanouts(options, variants)
+    else:  # report() prints both fan-outs: mark them unmeasured
+        times = {
+            (name, mode): [float("nan")]
+            for name in variants
+            for mode in ("broadcast", "publish")
+        }
+    print(report("off", rates, {}, times, options, names=("on", "off"), title=title,
+                 cpu=cpu))
+    return cpu
+
+
 def report(
     rev, rates, kib, times, options, names=("this", "base"), title=None, cpu=None
 ):

@@ -7,9 +7,7 @@ process: served by ``gearbox serve`` (``make_app``) and in-process
 """
 import os
 
-from tg import MinimalApplicationConfigurator, TGController, expose
-from tg.configurator.components.auth import SimpleAuthenticationConfigurationComponent
-from tg.configurator.components.caching import CachingConfigurationComponent
+from tg import TGController, expose
 from tg.predicates import has_permission
 
 from tgext.socketio import (
@@ -21,14 +19,10 @@ from tgext.socketio import (
     fetch_clients,
 )
 
-from .users import DictAuthMetadata
+from . import users
+from .users import OPERATORS, LoginPages, login_configurator
 
-USERS = {
-    # user name: (password, groups, permissions)
-    "alice": ("alice-pw", [], ["chat"]),
-    "bob": ("bob-pw", [], ["chat"]),
-    "carol": ("carol-pw", [], ["chat", "manage"]),
-}
+USERS = OPERATORS
 
 #: recv_disconnect calls seen by this process: (user, namespace)
 LEFT = []
@@ -94,39 +88,13 @@ class Operations(TGController):
         return {"left": LEFT, "pid": os.getpid()}
 
 
-class Root(TGController):
+class Root(LoginPages):
     socketio = SocketIO()
     ops = Operations()
 
-    @expose()
-    def index(self):
-        return "home"
-
-    @expose()
-    def login(self, **kwargs):
-        return "login page"
-
-    @expose()
-    def logged_in(self, **kwargs):
-        return "logged in"
-
 
 def _configurator(config=None):
-    configurator = MinimalApplicationConfigurator()
-    configurator.register(SimpleAuthenticationConfigurationComponent)
-    configurator.register(CachingConfigurationComponent)
-    configurator.update_blueprint({
-        "root_controller": Root(),
-        "helpers": {},
-        "app_globals": type("Globals", (), {}),
-        "sa_auth.enabled": True,
-        "sa_auth.cookie_secret": "not-a-secret-test-value",
-        "sa_auth.authmetadata": DictAuthMetadata(USERS),
-        "sa_auth.post_login_url": "/logged_in",
-        "sa_auth.post_logout_url": "/",
-    })
-    configurator.update_blueprint(dict(config or {}))
-    return configurator
+    return login_configurator(Root(), USERS, config)
 
 
 def make_app(global_config=None, **app_conf):
@@ -143,16 +111,4 @@ def build_ops_app(config=None):
 
 def login(base_url, user_name):
     """Log in through the login form; return the Cookie header value."""
-    import requests
-
-    session = requests.Session()
-    response = session.post(
-        base_url + "/login_handler",
-        data={"login": user_name, "password": USERS[user_name][0]},
-        allow_redirects=False,
-        timeout=5,
-    )
-    assert response.status_code == 302, response.status_code
-    cookie = "; ".join("%s=%s" % item for item in session.cookies.items())
-    assert "authtkt=" in cookie, "login failed for %s" % user_name
-    return cookie
+    return users.login(base_url, user_name, users=USERS)
