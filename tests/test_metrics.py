@@ -451,3 +451,44 @@ def test_a_cut_sessions_reason_becomes_one_of_the_fixed_labels(reason, label):
 
     assert refusal_label(reason) == label
     assert label in REFUSAL_REASONS
+
+
+def test_recoveries_and_the_message_queue_are_counted(own_redis, live_server):
+    """A client that recovers its state (on the other server sharing the
+    queue) counts one attempt and one success; a pid nobody knows one
+    attempt; the message queue's Redis is up."""
+    from .test_recovery import raw_join
+
+    config = dict(
+        ON,
+        **{
+            "socketio.connection_state_recovery": "10",
+            "socketio.message_queue": own_redis.url,
+            "socketio.channel": "metered-recovery",
+        },
+    )
+    servers = []
+    for _ in range(2):
+        root = TGController()
+        root.__dict__["socketio"] = controller_for({"counted": Counted})
+        root.__dict__["metrics"] = MetricsController()
+        servers.append(live_server(build_app(root=root, config=config)))
+    first, second = servers
+    member, joined = raw_join(first, "/counted")
+    member.send('42/counted,1["hello","there"]')
+    assert member.recv().startswith("43/counted,1")
+    engine = runtime_of(first.app_config).engines[0]
+    member.shutdown()  # its transport lost
+    with gevent.Timeout(5, AssertionError("the drop was not seen")):
+        while not engine.recovery.dropped:
+            gevent.sleep(0.02)
+    back, reply = raw_join(second, "/counted", auth={"pid": joined["pid"]})
+    assert reply == joined
+    stranger, _ = raw_join(second, "/counted", auth={"pid": "nobody-knows-it"})
+    samples = scrape(second.url + "/metrics")
+    assert value(samples, "socketio_recovery_attempts_total") == 2
+    assert value(samples, "socketio_recovery_successes_total") == 1
+    assert value(samples, "socketio_backend_up", backend="message_queue") == 1
+    assert value(scrape(first.url + "/metrics"), "socketio_recovery_attempts_total") == 0
+    for sock in (back, stranger):
+        sock.shutdown()
