@@ -30,7 +30,7 @@ from ._admin import page
 from ._cluster import events, local
 from ._cluster.overview import merge
 from ._engine.connection import user_of
-from ._engine.runtime import runtime_of
+from ._engine.runtime import own_origins, runtime_of
 from ._upstream.tg import root_controller_of
 from .controller import _static_items
 from .exceptions import ConfigurationError
@@ -179,18 +179,7 @@ def _same_origin(request):
             return False
         parts = urlsplit(referer)
         origin = "%s://%s" % (parts.scheme, parts.netloc)
-    environ = request.environ
-    scheme = environ.get("wsgi.url_scheme", "http")
-    host = environ.get("HTTP_HOST", "")
-    own = {"%s://%s" % (scheme, host)}
-    if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
-        own.add(
-            "%s://%s"
-            % (
-                environ.get("HTTP_X_FORWARDED_PROTO", scheme).split(",")[0].strip(),
-                environ.get("HTTP_X_FORWARDED_HOST", host).split(",")[0].strip(),
-            )
-        )
+    own = own_origins(request.environ)
     return origin.lower() in {candidate.lower() for candidate in own}
 
 

@@ -70,7 +70,7 @@ class EventDispatcher:
         if metrics is None:
             inbox.append((id, data, None))
         else:
-            # its event name's instruments, looked up once
+            # its event name's tally (metrics), looked up once
             event_metrics = metrics.event(instance.ns_name, data[0])
             event_metrics.received += 1
             inbox.append((id, data, event_metrics))

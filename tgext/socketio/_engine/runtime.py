@@ -68,22 +68,7 @@ class AppRuntime:
         if origin is None or allowed == "*":
             return True
         if allowed is None:
-            scheme = environ.get("wsgi.url_scheme", "http")
-            host = environ.get("HTTP_HOST", "")
-            allowed = ["%s://%s" % (scheme, host)]
-            if (
-                "HTTP_X_FORWARDED_PROTO" in environ
-                or "HTTP_X_FORWARDED_HOST" in environ
-            ):
-                forwarded_scheme = environ.get("HTTP_X_FORWARDED_PROTO", scheme)
-                forwarded_host = environ.get("HTTP_X_FORWARDED_HOST", host)
-                allowed.append(
-                    "%s://%s"
-                    % (
-                        forwarded_scheme.split(",")[0].strip(),
-                        forwarded_host.split(",")[0].strip(),
-                    )
-                )
+            allowed = own_origins(environ)
         return origin in allowed
 
     def check_mounted_at(self, resource, where="socketio_resource in [server:main]"):
@@ -169,6 +154,25 @@ class AppRuntime:
         self.hub.close()
         if self.hub.stream is not None:
             self.hub.stream.close()
+
+
+def own_origins(environ):
+    """The origins of the request's own site: ``scheme://Host``, and the one
+    ``X-Forwarded-Proto``/``-Host`` give (behind a proxy)."""
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST", "")
+    origins = ["%s://%s" % (scheme, host)]
+    if "HTTP_X_FORWARDED_PROTO" in environ or "HTTP_X_FORWARDED_HOST" in environ:
+        forwarded_scheme = environ.get("HTTP_X_FORWARDED_PROTO", scheme)
+        forwarded_host = environ.get("HTTP_X_FORWARDED_HOST", host)
+        origins.append(
+            "%s://%s"
+            % (
+                forwarded_scheme.split(",")[0].strip(),
+                forwarded_host.split(",")[0].strip(),
+            )
+        )
+    return origins
 
 
 def recovery_stream_for(options):
