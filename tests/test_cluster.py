@@ -2,6 +2,8 @@
 emit_with_acks) against real servers and clients: in one process, across
 two servers sharing a Redis, from a guarded controller action, from a
 handler and from code outside any server."""
+import base64
+
 import gevent
 import pytest
 import redis
@@ -241,6 +243,42 @@ def test_listeners_come_back_with_redis(own_redis, live_server, client_factory, 
 
     wait_for(both_listed, timeout=15, interval=0.2)
     assert all(client.connected for client in clients)
+
+
+def test_the_official_client_answers_and_is_disconnected(
+    own_redis, live_server, wait_for
+):
+    """socket.io-client 4.x (node) on two servers: one answers the question,
+    one does not (missing); a client disconnected by sid sees "io server
+    disconnect" (it does not reconnect by itself)."""
+    from .jsclient import JsClient
+
+    servers = two_servers(live_server, own_redis)
+    clients = [JsClient(server.url + "/chat", ["websocket"], "/socketio")
+               for server in servers * 2]
+    try:
+        sids = [client.wait_for_type("connect", timeout=10)["id"] for client in clients]
+        for client in clients[:3]:
+            assert client.call("join", "poll", timeout=10)
+        clients[0].send("answer", event="question", args=["yes", {"from": "node"}])
+        clients[1].send("answer", event="question",
+                        args=[{"$binary": base64.b64encode(b"bytes too").decode()}])
+        where = dict(message_queue=own_redis.url, channel="ops")
+        acks = emit_with_acks("question", "ready?", namespace="/chat", to="poll",
+                              timeout=1.5, **where)
+        assert acks.answers == {sids[0]: ["yes", {"from": "node"}],
+                                sids[1]: [b"bytes too"]}
+        assert acks.missing == (sids[2],)  # it got the question, never answered
+        asked = clients[2].wait(
+            lambda message: message.get("event") == "question", 5, seen=True)
+        assert asked["args"][0] == "ready?" and asked["ack"] is True
+        assert clients[3].events("question") == []  # not in the room
+        assert disconnect_clients("/chat", to=sids[3], **where) == 1
+        gone = clients[3].wait_for_type("disconnect", timeout=10)
+        assert gone["reason"] == "io server disconnect"
+    finally:
+        for client in clients:
+            client.close()
 
 
 # -- workers = 2 under gearbox serve: two real processes ------------------------------

@@ -46,6 +46,26 @@ def test_gearbox_serves_a_quickstart_app(gearbox, client_factory):  # noqa: F811
         assert pongs == [{"sound": "pong"}]
 
 
+def test_the_admin_view_of_a_quickstart_app_sees_its_clients_and_events(
+    gearbox, client_factory  # noqa: F811
+):
+    # RootController (found by TG, not passed) mounts a read-only
+    # SocketIOAdminController behind a predicate of the app's own: the
+    # engines keep their events from the first one, before any admin looked
+    server = gearbox(**QUICKSTART)
+    server.wait_for_log("serving Socket.IO at")
+    client = join(client_factory, server, "/pingpong")
+    client.call("ping", {"type": "ping"}, namespace="/pingpong", timeout=5)
+    state = requests.get(server.url + "/socketio_admin/state", timeout=10).json()
+    assert [listed["sid"] for listed in state["clients"]] == [client.get_sid("/pingpong")]
+    assert [(event["namespace"], event["event"]) for event in state["events"]] == [
+        ("/pingpong", "ping")]
+    assert state["read_only"] is True
+    refused = requests.post(server.url + "/socketio_admin/disconnect", timeout=10,
+                            data={"user": "anyone"}, headers={"Origin": server.url})
+    assert refused.status_code == 403
+
+
 def test_a_quickstart_page_works_offline_in_chromium(gearbox, browser):  # noqa: F811
     # The page loads the client the package serves: no npm step, no CDN, and
     # Chromium reaches nothing but the server (CHROMIUM_FLAGS: every other
