@@ -161,3 +161,34 @@ def wait_until_served(server, path, timeout=20):
 
 
 
+
+
+def clients_on_each_worker(server, connect, workers, per_worker):
+    """``{pid: [client, ...]}`` with ``per_worker`` clients on each of the
+    ``workers`` gunicorn workers. They share one listening socket and the
+    kernel may hand every connection to the same one, so the other workers
+    are stopped (SIGSTOP) while a worker's clients connect. ``connect()``
+    returns a connected client and the pid that serves it."""
+    import signal
+    import time
+
+    from .test_workers import process_tree
+
+    deadline = time.monotonic() + 20
+    while len(pids := sorted(process_tree(server.process.pid))) < workers:
+        assert time.monotonic() < deadline, "gunicorn runs %s: %s" % (pids, server.log())
+        time.sleep(0.1)
+    placed = {}
+    for pid in pids:
+        others = [other for other in pids if other != pid]
+        for other in others:
+            os.kill(other, signal.SIGSTOP)
+        try:
+            for _ in range(per_worker):
+                client, serving = connect()
+                placed.setdefault(serving, []).append(client)
+        finally:
+            for other in others:
+                os.kill(other, signal.SIGCONT)
+    assert sorted(placed) == pids, (placed, pids)
+    return placed

@@ -360,7 +360,7 @@ def test_gunicorn_workers_show_their_sum_and_drop_a_dead_ones_gauges(
 ):
     import signal
 
-    from .test_gunicorn import wait_until_served
+    from .test_gunicorn import clients_on_each_worker, wait_until_served
 
     shared = tmp_path / "metrics"
     shared.mkdir()
@@ -373,16 +373,15 @@ def test_gunicorn_workers_show_their_sum_and_drop_a_dead_ones_gauges(
         command=gunicorn_with(conf, 2),
     )
     wait_until_served(server, "/socketio/page")
-    clients, by_pid = [], {}
-    # the kernel hands connections to either worker: until both have some
-    while len(by_pid) < 2 or len(clients) < 10:
-        assert len(clients) < 60, by_pid
+
+    def connect():
         client = socketio.Client(reconnection=False)
         client.connect(server.url, namespaces=["/probe"], socketio_path="socketio",
                        transports=["websocket"], wait_timeout=10)
-        clients.append(client)
-        pid = client.call("whoami", namespace="/probe", timeout=10)
-        by_pid.setdefault(pid, []).append(client)
+        return client, client.call("whoami", namespace="/probe", timeout=10)
+
+    by_pid = clients_on_each_worker(server, connect, workers=2, per_worker=5)
+    clients = [client for placed in by_pid.values() for client in placed]
     try:
         for client in clients:
             assert client.call("ping", {}, namespace="/probe", timeout=10) == "ack"
