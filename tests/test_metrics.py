@@ -14,7 +14,12 @@ from gevent.queue import Queue
 from prometheus_client.parser import text_string_to_metric_families
 from tg import TGController, predicates
 
-from tgext.socketio import BaseNamespace, MetricsController
+from tgext.socketio import (
+    BaseNamespace,
+    MetricsController,
+    PubSubTGNamespace,
+    RoomsMixin,
+)
 from tgext.socketio._engine.runtime import runtime_of
 from tgext.socketio._metrics.labels import MAX_ERROR_NAMES, OTHER
 
@@ -450,6 +455,48 @@ def test_a_cut_sessions_reason_becomes_one_of_the_fixed_labels(reason, label):
 
     assert refusal_label(reason) == label
     assert label in REFUSAL_REASONS
+
+
+class Following(RoomsMixin, PubSubTGNamespace):
+    def subscribe_news(self):
+        return True
+
+    def on_enter(self, room):
+        return self.join(room)
+
+
+def test_backend_up_follows_an_outage_of_redis(own_redis, live_server):
+    """``backend_up`` of the message queue and of PubSub goes to 0 while the
+    Redis they share is stopped, and back to 1 when it is back; the client
+    is served throughout."""
+    config = dict(
+        ON,
+        **{
+            "socketio.message_queue": own_redis.url,
+            "socketio.channel": "outage",
+            "anypubsub.backend": "redis",
+            "anypubsub.host": own_redis.url,
+        },
+    )
+    root = TGController()
+    root.__dict__["socketio"] = controller_for({"following": Following})
+    root.__dict__["metrics"] = MetricsController()
+    server = live_server(build_app(root=root, config=config))
+    url = server.url + "/metrics"
+    client = server.connect(namespaces=["/following"])
+    assert client.call("subscribe", "news", namespace="/following", timeout=5) == "news"
+    samples = scrape(url)
+    assert value(samples, "socketio_backend_up", backend="pubsub") == 1
+    assert value(samples, "socketio_backend_up", backend="message_queue") == 1
+    own_redis.stop()
+    wait_for_value(url, "socketio_backend_up", 0, backend="pubsub")
+    # presence finds out at its next write: a client entering a room
+    assert client.call("enter", "lobby", namespace="/following", timeout=5) is True
+    wait_for_value(url, "socketio_backend_up", 0, backend="message_queue")
+    own_redis.start()
+    wait_for_value(url, "socketio_backend_up", 1, timeout=15, backend="pubsub")
+    assert client.call("enter", "hall", namespace="/following", timeout=5) is True
+    wait_for_value(url, "socketio_backend_up", 1, timeout=15, backend="message_queue")
 
 
 def test_recoveries_and_the_message_queue_are_counted(own_redis, live_server):

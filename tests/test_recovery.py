@@ -547,6 +547,7 @@ def test_subscriptions_and_publications_recover_on_another_server(
     second = serve({"news": Board}, config=over_redis(own_redis, "board"))
     reader, joined = raw_join(first, "/news")
     reader.send('42/news,1["subscribe","board"]')
+    assert reader.recv() == '43/news,1["board"]'  # Redis confirmed it
     writer, _ = raw_join(second, "/news")
     writer.send('42/news,1["subscribe","board"]')
     assert writer.recv() == '43/news,1["board"]'
@@ -667,6 +668,7 @@ def test_a_publication_from_another_process_of_the_app_is_recovered(
     try:
         reader, joined = raw_join(server, "/news")
         reader.send('42/news,1["subscribe","board"]')
+        assert reader.recv() == '43/news,1["board"]'  # Redis confirmed it
         elsewhere.hub.publish("board", json.dumps("live"))
         ((_name, message, _channel, offset),) = raw_events(reader, 1, "pubblication")
         assert message == "live"

@@ -2,6 +2,7 @@
 behind the runner's router, clients kept on the process holding their
 session, everything else across processes through the suite's Redis."""
 import collections
+import contextlib
 import itertools
 import os
 import signal
@@ -260,6 +261,43 @@ def test_a_dead_zygote_stops_the_server_and_says_so(gearbox, redis_server):  # n
                "worker processes left behind")
 
 
+@contextlib.contextmanager
+def visitors_every_50_ms(server, *transports):
+    """Connect a new client every 50 ms, each with the next of
+    ``transports`` (lists), ask it which process serves it and disconnect
+    it; yields ``(served, failures)``: the pids that served, and the
+    visits that failed, for as long as the block runs."""
+    served, failures = [], []
+
+    def visit(number):
+        chosen = transports[number % len(transports)]
+        client = socketio.Client(reconnection=False)
+        try:
+            client.connect(server.url, namespaces=["/probe"], socketio_path="socketio",
+                           transports=chosen, wait_timeout=10)
+            served.append(whoami(client))
+        except Exception as error:
+            failures.append((number, chosen[0], repr(error)))
+        finally:
+            disconnect_client(client)
+
+    def visit_every_50_ms():
+        for number in itertools.count():
+            visitors.spawn(visit, number)
+            if done.wait(0.05):
+                return
+
+    visitors = gevent.pool.Group()
+    done = gevent.event.Event()
+    loop = gevent.spawn(visit_every_50_ms)
+    try:
+        yield served, failures
+    finally:
+        done.set()
+        loop.get(timeout=5)
+        visitors.join(timeout=20, raise_error=True)
+
+
 def test_sighup_restarts_the_workers_one_by_one_refusing_no_client(
     gearbox, watched_client, redis_server  # noqa: F811
 ):
@@ -269,37 +307,12 @@ def test_sighup_restarts_the_workers_one_by_one_refusing_no_client(
     old_pids = {int(started.group(1)), int(started.group(2))}
     existing, existing_events = watched_client(server, ["websocket"])
     assert whoami(existing) in old_pids
-    served, failures = [], []
-
-    def visit(number):
-        transports = ["websocket"] if number % 2 else ["polling"]
-        client = socketio.Client(reconnection=False)
-        try:
-            client.connect(server.url, namespaces=["/probe"], socketio_path="socketio",
-                           transports=transports, wait_timeout=10)
-            served.append(whoami(client))
-        except Exception as error:
-            failures.append((number, transports[0], repr(error)))
-        finally:
-            disconnect_client(client)
-
-    def visit_every_50_ms(visitors, done):
-        for number in itertools.count():
-            visitors.spawn(visit, number)
-            if done.wait(0.05):
-                return
-
-    visitors = gevent.pool.Group()
-    done = gevent.event.Event()
-    loop = gevent.spawn(visit_every_50_ms, visitors, done)
-    gevent.sleep(0.3)
-    os.kill(server.process.pid, signal.SIGHUP)
-    rolled = server.wait_for_log_match(
-        r"rolling restart done: worker processes (\d+) (\d+)", timeout=20)
-    gevent.sleep(0.3)
-    done.set()
-    loop.get(timeout=5)
-    visitors.join(timeout=20, raise_error=True)
+    with visitors_every_50_ms(server, ["websocket"], ["polling"]) as (served, failures):
+        gevent.sleep(0.3)
+        os.kill(server.process.pid, signal.SIGHUP)
+        rolled = server.wait_for_log_match(
+            r"rolling restart done: worker processes (\d+) (\d+)", timeout=20)
+        gevent.sleep(0.3)
     assert not failures, failures
     new_pids = {int(rolled.group(1)), int(rolled.group(2))}
     assert not new_pids & old_pids
@@ -310,6 +323,44 @@ def test_sighup_restarts_the_workers_one_by_one_refusing_no_client(
     wait_until(lambda: "disconnect" in existing_events and existing_events[-1] == "connect",
                10, "the existing client did not reconnect: %s" % existing_events)
     assert existing_events[:2] == ["connect", "disconnect"]
+    assert whoami(existing) in new_pids
+    assert server.process.poll() is None
+
+
+def test_gunicorn_sighup_replaces_its_workers_refusing_no_client(
+    gunicorn, watched_client, redis_server  # noqa: F811
+):
+    """gunicorn's own rolling restart (SIGHUP: new workers, then the old ones
+    stopped gracefully) with the package's worker class, as docs/production
+    says: no client refused, the old workers' clients reconnect to new ones."""
+    from .test_gunicorn import wait_until_served
+
+    def two_workers(ini, port):
+        return gunicorn_command(ini, port) + ["-w", "2"]
+
+    server = gunicorn(extra=over_redis(redis_server, "grolling")
+                      + "\nsocketio.transports = websocket", command=two_workers)
+    wait_until_served(server, "/socketio/page")
+
+    def workers():
+        return set(process_tree(server.process.pid))
+
+    wait_until(lambda: len(workers()) == 2, 20, "gunicorn did not start 2 workers")
+    old_pids = workers()
+    existing, existing_events = watched_client(server, ["websocket"])
+    assert whoami(existing) in old_pids
+    with visitors_every_50_ms(server, ["websocket"]) as (served, failures):
+        gevent.sleep(0.3)
+        os.kill(server.process.pid, signal.SIGHUP)
+        wait_until(lambda: len(workers()) == 2 and not workers() & old_pids, 20,
+                   "the old workers are still there: %s" % server.log())
+        gevent.sleep(0.3)
+    assert not failures, failures
+    new_pids = workers()
+    assert set(served) & old_pids and set(served) & new_pids  # served throughout
+    assert set(served) <= old_pids | new_pids
+    wait_until(lambda: "disconnect" in existing_events and existing_events[-1] == "connect",
+               10, "the existing client did not reconnect: %s" % existing_events)
     assert whoami(existing) in new_pids
     assert server.process.poll() is None
 
