@@ -266,20 +266,35 @@ def visitors_every_50_ms(server, *transports):
     """Connect a new client every 50 ms, each with the next of
     ``transports`` (lists), ask it which process serves it and disconnect
     it; yields ``(served, failures)``: the pids that served, and the
-    visits that failed, for as long as the block runs."""
+    visits that failed, for as long as the block runs. A visitor that a
+    stopping process disconnects (cleanly) before it answers connects once
+    more, as a client would reconnect; a refused connect is a failure."""
     served, failures = [], []
 
     def visit(number):
         chosen = transports[number % len(transports)]
-        client = socketio.Client(reconnection=False)
-        try:
-            client.connect(server.url, namespaces=["/probe"], socketio_path="socketio",
-                           transports=chosen, wait_timeout=10)
-            served.append(whoami(client))
-        except Exception as error:
-            failures.append((number, chosen[0], repr(error)))
-        finally:
-            disconnect_client(client)
+        for _attempt in range(2):
+            client = socketio.Client(reconnection=False)
+            cut = gevent.event.Event()
+            client.on("disconnect", lambda *reason, cut=cut: cut.set(), namespace="/probe")
+            try:
+                client.connect(server.url, namespaces=["/probe"], socketio_path="socketio",
+                               transports=chosen, wait_timeout=10)
+                asking = gevent.spawn(whoami, client)
+                gevent.wait([asking, cut], count=1, timeout=10)
+                if asking.ready():
+                    served.append(asking.get())
+                    return
+                asking.kill()
+                if not cut.is_set():
+                    failures.append((number, chosen[0], "no answer in 10 s"))
+                    return
+            except Exception as error:
+                failures.append((number, chosen[0], repr(error)))
+                return
+            finally:
+                disconnect_client(client)
+        failures.append((number, chosen[0], "disconnected twice before an answer"))
 
     def visit_every_50_ms():
         for number in itertools.count():
