@@ -126,7 +126,7 @@ def test_acks_with_a_timeout_and_a_client_that_does_not_answer(
     for client in (fast, slow):
         client.call("join", "poll", namespace="/chat", timeout=5)
     acks = get(server, "/ops/ask", login(server.url, "carol"), room="poll",
-               timeout="1").json()
+               timeout="2").json()
     assert acks == {"answers": {fast.get_sid("/chat"): ["yes", fast.get_sid("/chat")]},
                     "missing": [slow.get_sid("/chat")], "silent_servers": 0}
     assert asked == {"fast": ["ready?"], "slow": ["ready?"], "elsewhere": []}
@@ -208,7 +208,7 @@ def test_a_kicked_user_cannot_recover_a_dropped_session(
     servers = two_servers(
         live_server, own_redis,
         **{"socketio.connection_state_recovery": "30",
-           "socketio.ping_interval": "1", "socketio.ping_timeout": "1"})
+           "socketio.ping_interval": "1", "socketio.ping_timeout": "3"})
     client = connect(client_factory, servers[0], login(servers[0].url, "bob"))
     assert client.call("whoami", namespace="/chat", timeout=5)[0] == "bob"
     engine = runtime_of(servers[0].app_config).engines[0]
@@ -263,9 +263,11 @@ def test_the_official_client_answers_and_is_disconnected(
         clients[0].send("answer", event="question", args=["yes", {"from": "node"}])
         clients[1].send("answer", event="question",
                         args=[{"$binary": base64.b64encode(b"bytes too").decode()}])
+        for client in clients[:2]:
+            client.transport()  # a round trip: node has taken its answer
         where = dict(message_queue=own_redis.url, channel="ops")
         acks = emit_with_acks("question", "ready?", namespace="/chat", to="poll",
-                              timeout=1.5, **where)
+                              timeout=3, **where)
         assert acks.answers == {sids[0]: ["yes", {"from": "node"}],
                                 sids[1]: [b"bytes too"]}
         assert acks.missing == (sids[2],)  # it got the question, never answered
@@ -303,7 +305,7 @@ def test_workers_answer_operations_from_a_controller_action(
     for attempt in range(12):
         name = ("alice", "bob", "bob", "alice")[attempt % 4]
         client = connect(client_factory, server, cookies[name], questions=questions,
-                         answer_after=3 if attempt == 0 else 0)
+                         answer_after=6 if attempt == 0 else 0)
         user, pid = client.call("whoami", namespace="/chat", timeout=10)
         assert user == name
         clients[client.get_sid("/chat")] = (name, pid, client)
@@ -323,7 +325,7 @@ def test_workers_answer_operations_from_a_controller_action(
 
     # acknowledgements from both processes; the first client answers too late
     slow = next(iter(clients))
-    acks = get(server, "/ops/ask", carol, room="hall", timeout="1.5").json()
+    acks = get(server, "/ops/ask", carol, room="hall", timeout="3").json()
     assert acks["missing"] == [slow]
     assert sorted(acks["answers"]) == sorted(sid for sid in clients if sid != slow)
     assert acks["silent_servers"] == 0

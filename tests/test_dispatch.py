@@ -154,13 +154,14 @@ def test_events_of_one_namespace_are_handled_in_arrival_order(serve):
 def test_slow_handler_does_not_block_other_namespaces_or_pings(serve):
     server = serve(
         {"echo": Echo, "other": Echo},
-        config={"socketio.ping_interval": 0.2, "socketio.ping_timeout": 0.5},
+        config={"socketio.ping_interval": 0.2, "socketio.ping_timeout": 1.5},
     )
     client = server.connect(namespaces=["/echo", "/other"])
-    client.emit("slow_then_fast", ("slow", 1.5), namespace="/echo")
+    client.emit("slow_then_fast", ("slow", 4), namespace="/echo")
     # the other namespace answers at once, and pings keep the client alive
+    # (a blocked ping would drop it 1.7 s in)
     assert client.call("add", (1, 2), namespace="/other", timeout=1) == 3
-    gevent.sleep(1)
+    gevent.sleep(2.5)
     assert client.connected
     assert client.call("add", (2, 2), namespace="/echo", timeout=5) == 4
 

@@ -53,6 +53,7 @@ def namespaces_for(journal):
             return len(self.jobs)
 
         def on_nap(self, seconds):
+            journal.events.put(("napping", self.ns_name))
             gevent.sleep(seconds)
             journal.events.put(("napped", self.ns_name))
 
@@ -281,10 +282,10 @@ def test_events_still_queued_when_the_client_leaves_are_dropped(serve, journal):
     server = serve(namespaces_for(journal))
     client = server.connect(namespaces=["/tracked"])
     drain(journal.events, ("connect", "/tracked"))
-    client.emit("nap", 0.3, namespace="/tracked")
+    client.emit("nap", 1, namespace="/tracked")
     client.emit("record", 1, namespace="/tracked")
     client.emit("record", 2, namespace="/tracked")
-    gevent.sleep(0.1)  # the nap is running, the records wait behind it
+    drain(journal.events, ("napping", "/tracked"))  # the records wait behind it
     client.disconnect()
     seen = drain(journal.events, ("napped", "/tracked"))
     gevent.sleep(0.3)
@@ -308,7 +309,7 @@ def test_client_leaving_while_recv_connect_runs_leaves_nothing_behind(serve, jou
     class SlowStart(BaseNamespace):
         def recv_connect(self):
             journal.events.put(("connect start",))
-            gevent.sleep(0.3)
+            gevent.sleep(2)  # the goodbye's own request comes meanwhile
             journal.jobs.append(self.spawn(gevent.sleep, 60))
             journal.events.put(("connect end",))
 

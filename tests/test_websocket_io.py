@@ -140,7 +140,7 @@ def test_messages_of_every_length_encoding_come_back_whole(server, size):
     client.close()
 
 
-def test_a_client_reading_slowly_gets_every_packet_in_order(server):
+def test_a_client_reading_slowly_gets_every_packet_in_order(server, wait_for):
     """More than the socket buffers hold: the rest waits in the server, in
     order, until the client reads; then the session goes on."""
     url = server.url.replace("http", "ws") + "/socketio/?EIO=4&transport=websocket"
@@ -152,12 +152,15 @@ def test_a_client_reading_slowly_gets_every_packet_in_order(server):
     assert sock.recv().startswith("40%s," % NAMESPACE)
     count, size = 400, 20_000  # 8 MB, far more than the socket buffers
     sock.send('42%s,1["numbered",%d,%d]' % (NAMESPACE, count, size))
-    gevent.sleep(1)  # not reading: the server's writes wait
     (engine,) = runtime_of(server.app_config).engines
-    # what a greenlet writes out as the client reads (LiveServer's readiness
-    # probe may hold a session of its own)
-    backlogs = [s._frames.backlog for s in engine.eio.sockets.values() if s._frames]
-    assert max(backlogs) > 10
+
+    def backlog():
+        # what a greenlet writes out as the client reads (LiveServer's
+        # readiness probe may hold a session of its own)
+        return max((s._frames.backlog for s in engine.eio.sockets.values() if s._frames),
+                   default=0)
+
+    wait_for(lambda: backlog() > 10, timeout=10)  # not reading: the server's writes wait
     numbers = []
     while len(numbers) < count:
         message = sock.recv()
