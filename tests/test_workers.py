@@ -267,8 +267,9 @@ def visitors_every_50_ms(server, *transports):
     ``transports`` (lists), ask it which process serves it and disconnect
     it; yields ``(served, failures)``: the pids that served, and the
     visits that failed, for as long as the block runs. A visitor that a
-    stopping process disconnects (cleanly) before it answers connects once
-    more, as a client would reconnect; a refused connect is a failure."""
+    stopping process disconnects (cleanly) before it answers, or before its
+    namespace joined, connects once more, as a client would reconnect; a
+    refused connect is a failure."""
     served, failures = [], []
 
     def visit(number):
@@ -288,6 +289,12 @@ def visitors_every_50_ms(server, *transports):
                 asking.kill()
                 if not cut.is_set():
                     failures.append((number, chosen[0], "no answer in 10 s"))
+                    return
+            except socketio.exceptions.ConnectionError as error:
+                # python-socketio's words for an Engine.IO session that opened,
+                # then ended before the namespace joined
+                if str(error) != "Unexpected connection error":
+                    failures.append((number, chosen[0], repr(error)))
                     return
             except Exception as error:
                 failures.append((number, chosen[0], repr(error)))
