@@ -136,6 +136,37 @@ def test_two_workers_share_channels_and_clients_in_a_quickstart_app(
         assert {message["pid"] for message in received[pid]} == set(by_pid)
 
 
+def test_two_workers_of_a_quickstart_app_sum_their_metrics(
+    gearbox, client_factory, redis_server  # noqa: F811
+):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    server = gearbox(server_extra="workers = 2", extra="socketio.metrics = true\n"
+                     + SCALE_OUT.format(redis=redis_server), **QUICKSTART)
+    server.wait_for_log("with 2 worker processes")
+    clients = [join(client_factory, server, "/pingpong") for _ in range(4)]
+    pids = collections.Counter(
+        client.call("ping", {"type": "ping"}, namespace="/pingpong", timeout=10)
+        for client in clients)
+    assert len(pids) == 2, pids  # the router hands connections out in turn
+
+    def pings_counted():
+        text = requests.get(server.url + "/metrics", timeout=10).text
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "socketio_events_received_total"
+            and sample.labels == {"namespace": "/pingpong", "event": "ping"})
+
+    # each process adds its tallies within a second; any one answers the scrape
+    with gevent.Timeout(10, AssertionError("pings counted: %s" % pings_counted())):
+        while pings_counted() != 4:
+            gevent.sleep(0.2)
+    for _ in range(4):
+        assert pings_counted() == 4
+
+
 def test_gunicorn_serves_a_quickstart_app(gunicorn, client_factory):  # noqa: F811
     server = gunicorn(**QUICKSTART)
     server.wait_for_log("Booting worker")

@@ -5,7 +5,7 @@ from qsapp.lib.base import BaseController
 from tg import expose
 from tg.predicates import Predicate
 
-from tgext.socketio import SocketIOAdminController
+from tgext.socketio import MetricsController, SocketIOAdminController
 
 
 class from_this_machine(Predicate):
@@ -21,6 +21,7 @@ class from_this_machine(Predicate):
 class RootController(BaseController):
     socketio = QuickstartSocketIO()
     socketio_admin = SocketIOAdminController(from_this_machine(), read_only=True)
+    metrics = MetricsController(allow_only=from_this_machine())
 
     @expose("qsapp.templates.index")
     def index(self):
