@@ -667,7 +667,7 @@ class SocketIOEngine(python_socketio.Server):
             )
             # None: the recovery stream delivers it; restoring: the log does
             # once the client is recovered
-            if parts is not None and not instance._tgsio.recovery.restoring:
+            if parts is not None and sid not in self.recovery.restoring:
                 self._send_parts(instance._tgsio.send_to, parts)
             return
         self.send_socketio_packet(

@@ -23,7 +23,6 @@ class RecoveryState:
         "rooms_since",
         "channels_since",
         "connected",
-        "restoring",
     )
 
     def __init__(self, pid, since, rooms_since=None, channels_since=None):
@@ -35,9 +34,6 @@ class RecoveryState:
         self.channels_since = channels_since if channels_since is not None else {}
         #: its connect was accepted (a drop before is no recoverable session)
         self.connected = False
-        #: its connect is recovering: what the log holds for it is sent after
-        #: CONNECT, from the log, so nothing is sent to it directly meanwhile
-        self.restoring = False
 
 
 class DroppedClient:

@@ -75,7 +75,8 @@ class ConnectionStateRecovery:
         self.dropped = {}  # pid -> DroppedClient, oldest first
         self.live = {}  # pid -> namespace instance of a connected client
         #: sids of clients being recovered (one process): what is sent to
-        #: them waits in the log until their CONNECT is sent
+        #: them waits in the log until their CONNECT is sent, so nothing is
+        #: sent to them directly meanwhile
         self.restoring = set()
         self._sweeper = None
         self._stop = gevent.event.Event()
@@ -422,7 +423,6 @@ class ConnectionStateRecovery:
                 session.setdefault(key, value)
         instance.recovered = True
         if self.stream is None:
-            state.restoring = True
             self.restoring.add(dropped.sid)
             return
         # what the stream delivers from now on reaches it live (held until
@@ -477,7 +477,6 @@ class ConnectionStateRecovery:
                 fetched, sid, namespace, since, rooms_since, channels_since
             )
         self._adopt_channels(instance, dropped)
-        state.restoring = False
         self.restoring.discard(sid)
         return [
             entry[PARTS]
