@@ -344,3 +344,25 @@ def test_an_event_arriving_as_the_last_idle_worker_retires_is_handled(
     for number in range(400):
         gevent.sleep(chance.uniform(0.002, 0.006))  # around the idle timeout
         assert client.call("add", (number, 1), namespace="/echo", timeout=3) == number + 1
+
+
+def test_a_clients_unknown_session_is_a_warning_not_an_error(serve, caplog):
+    """python-engineio logs the first poll of an unknown (or just closed)
+    session at ERROR: a client's doing, which a rolling restart meets as a
+    matter of course. It is a warning, naming the session."""
+    import logging
+
+    import requests
+
+    server = serve({"echo": Echo})
+    with caplog.at_level(logging.INFO, logger="tgext.socketio"):
+        for _ in range(2):
+            answer = requests.get(
+                server.url + "/socketio/?EIO=4&transport=polling&sid=gone-already",
+                timeout=5,
+            )
+            assert answer.status_code == 400
+    lines = [r for r in caplog.records if "gone-already" in r.getMessage()]
+    assert [r.levelno for r in lines] == [logging.WARNING], lines
+    assert lines[0].getMessage() == (
+        "Invalid session gone-already (more of these at DEBUG level)")
