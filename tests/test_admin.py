@@ -215,6 +215,9 @@ def test_workers_each_answer_for_their_own_clients(
     server.wait_for_log("with 2 worker processes")
     carol = login(server.url, "carol")
     alice = login(server.url, "alice")
+    # a worker hears the cluster operations from when it is ready, before
+    # any request built its engines
+    assert get(server, ADMIN + "/state", carol).json()["asked"] == 2
     # the router hands each new connection to the next process: connect
     # until each process holds a client
     sids_by_pid = {}

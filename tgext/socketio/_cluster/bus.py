@@ -58,13 +58,17 @@ class ClusterListener:
         self._runtime = runtime
         self._stopping = False
         self._stopped = Event()
+        #: set once Redis confirmed the subscription: from then on every
+        #: request published reaches this process (a worker waits for it
+        #: before it says it is ready)
+        self.listening = Event()
         self._answering = Group()
         self._reader = gevent.spawn(self._read)
 
     def _read(self):
         lost = False
         while not self._stopping:
-            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            pubsub = self.client.pubsub()
             try:
                 pubsub.subscribe(request_channel(self.channel))
                 if lost:
@@ -72,8 +76,12 @@ class ClusterListener:
                     lost = False
                 while not self._stopping:
                     message = pubsub.get_message(timeout=READ_TIMEOUT)
-                    if message is not None and message["type"] == "message":
+                    if message is None:
+                        continue
+                    if message["type"] == "message":
                         self._answering.spawn(self._answer, message["data"])
+                    elif message["type"] == "subscribe":
+                        self.listening.set()
             except Exception as error:  # Redis away: listen again
                 if not lost:
                     log.warning(

@@ -125,15 +125,19 @@ class AppRuntime:
             if self.metrics is not None:
                 watch_engine(self.metrics, engine)
             engine.event_log = self.event_log
-            self._listen_for_cluster_operations()
+            self.listen_for_cluster_operations()
         return engine
 
-    def _listen_for_cluster_operations(self):
+    def listen_for_cluster_operations(self):
+        """Start answering the cluster operations (with a Redis message
+        queue; once per runtime): with the first engine, or earlier, by a
+        worker process before it says it is ready. The listener, or None."""
         url = self.options["message_queue"]
         if self.cluster is None and url is not None and is_redis_url(url):
             from .._cluster.bus import ClusterListener
 
             self.cluster = ClusterListener(url, self.options["channel"], self)
+        return self.cluster
 
     def close(self):
         """Disconnect every client, end every greenlet the engines and hub run.

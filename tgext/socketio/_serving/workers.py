@@ -38,6 +38,8 @@ log = logging.getLogger("tgext.socketio.workers")
 
 #: the most bytes read (peeked) to find a request line
 MAX_REQUEST_LINE = 8192
+#: seconds a new worker waits to hear the cluster operations before serving
+CLUSTER_WAIT_SECONDS = 5
 
 
 def check_processes(runtime, processes, sticky, where):
@@ -213,6 +215,7 @@ def _run_child(tag, channel, app, address, resource, limits):
         # (to stop a worker not ready yet) is delivered now
         signal.pthread_sigmask(signal.SIG_UNBLOCK, PARENT_SIGNALS)
         receiver = gevent.spawn(_receive_connections, channel, server, pool, stopping)
+        _wait_for_cluster_listener(runtime, tag)
         channel.sendall(READY)
         stopping.wait()
         server.close()  # every client gets a clean disconnect
@@ -228,6 +231,20 @@ def _run_child(tag, channel, app, address, resource, limits):
     finally:
         logging.shutdown()
         os._exit(status)
+
+
+def _wait_for_cluster_listener(runtime, tag):
+    """Until this process hears the cluster operations (a fetch_clients
+    right after it is ready must count it), for a few seconds at most: a
+    Redis that is away is retried in the background, and said so. Its
+    engines are built at its first request, too late to start listening."""
+    cluster = runtime.listen_for_cluster_operations()
+    if cluster is not None and not cluster.listening.wait(timeout=CLUSTER_WAIT_SECONDS):
+        log.warning(
+            "worker %s: not listening for cluster operations yet (Redis slow or "
+            "away); serving anyway",
+            tag,
+        )
 
 
 def _receive_connections(channel, server, pool, stopping):
