@@ -360,7 +360,7 @@ class Arbiter:
 
     def close(self):
         """Stop every worker process (SIGTERM, then SIGKILL for those still
-        there after CHILD_STOP_TIMEOUT), then the zygote."""
+        there 2 s after CHILD_STOP_TIMEOUT), then the zygote."""
         self._stopped.set()
         busy = [g for g in (*self._keepers, self._rolling) if g is not None]
         gevent.killall(busy, timeout=1)
